@@ -1,0 +1,1 @@
+"""voxgen's Hydra configs, shipped as package data (``voxgen.conf``)."""

@@ -1,0 +1,93 @@
+"""One function per CLI command: a composed config in, outputs + run record out.
+
+Each is a plain function of its config (so Ray can call it unchanged) and returns the
+headline figures it also writes to ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from voxgen.config import from_node, required
+from voxgen.io.atomic import write_text_atomic
+from voxgen.io.sources import event_at, open_events
+from voxgen.manifest import write_run_record
+
+
+def simulate(cfg: DictConfig) -> dict:
+    """Simulate ``cfg.splits`` (events per split) into ``<out>/<split>/*.h5``."""
+    from voxgen.sim.config import SimConfig
+    from voxgen.sim.generator import simulate_dataset
+
+    sim_cfg = from_node(SimConfig, cfg.sim)
+    out = Path(cfg.out)
+    figures: dict = {"mode": sim_cfg.mode}
+    shards: list[Path] = []
+    start = time.perf_counter()
+    for i, (split, n_events) in enumerate(cfg.splits.items()):
+        if n_events <= 0:
+            continue
+        split_seed = int(np.random.SeedSequence([cfg.seed, i]).generate_state(1)[0])
+        t0 = time.perf_counter()
+        shards += simulate_dataset(sim_cfg, out / split, n_events=n_events, seed=split_seed,
+                                   workers=cfg.workers, events_per_shard=cfg.events_per_shard,
+                                   progress=cfg.progress, name=split)
+        figures[f"{split}_events"] = n_events
+        figures[f"{split}_events_per_s"] = round(n_events / (time.perf_counter() - t0), 2)
+    figures["seconds"] = round(time.perf_counter() - start, 2)
+    write_run_record(out, "simulate", cfg, figures, outputs=[str(p) for p in shards])
+    print(f"wrote {len(shards)} shards to {out} ({figures['seconds']} s)")
+    return figures
+
+
+def inspect(cfg: DictConfig) -> dict:
+    """Summarise an event file or folder; prints a table, writes ``summary.json``."""
+    from voxgen.io.summary import format_summary, summarize
+
+    path = Path(required(cfg, "in", "an .h5/.parquet file or folder"))
+    events = open_events(path)
+    n = len(events) if cfg.max_events <= 0 else min(cfg.max_events, len(events))
+    summary = summarize((events[i] for i in range(n)), n_events=n, progress=cfg.progress)
+    print(format_summary(summary))
+    out = Path(cfg.out)
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_run_record(out, "inspect", cfg, summary, inputs=[str(path)], outputs=[str(out / "summary.json")])
+    return summary
+
+
+def export(cfg: DictConfig) -> dict:
+    """Convert events to ``cfg.format`` (parquet, h5, ply, glb) at ``cfg.out``."""
+    from voxgen.io.export import export_events
+
+    src = Path(required(cfg, "in", "an .h5/.parquet file or folder"))
+    out = Path(required(cfg, "out", "output file or folder"))
+    events = open_events(src)
+    indices = range(len(events)) if cfg.events is None else list(cfg.events)
+    selected = [event_at(events, int(i), src) for i in indices]
+    written = export_events(selected, out, cfg.format, events_per_shard=cfg.events_per_shard,
+                            color_by=cfg.color_by)
+    figures = {"events": len(selected), "files": len(written), "format": cfg.format}
+    write_run_record(out, "export", cfg, figures, inputs=[str(src)], outputs=[str(p) for p in written])
+    print(f"exported {len(selected)} events to {out} ({len(written)} files)")
+    return figures
+
+
+def show(cfg: DictConfig) -> dict:
+    """Event display of event ``cfg.event`` of ``cfg.in`` written to ``cfg.out`` (PNG)."""
+    from voxgen.detector.planes import PlaneGeometry
+    from voxgen.viz.display import show_event
+
+    src = Path(required(cfg, "in", "an .h5/.parquet file or folder"))
+    out = Path(cfg.out)
+    event = event_at(open_events(src), cfg.event, src)
+    geometry = PlaneGeometry.from_config(cfg.detector)
+    show_event(event, out, geometry=geometry, title=f"{src.name} event {cfg.event}")
+    figures = {"voxels": len(event), "energy_mev": round(event.total_energy, 3)}
+    write_run_record(out, "show", cfg, figures, inputs=[str(src)], outputs=[str(out)])
+    print(f"wrote {out}")
+    return figures
