@@ -72,7 +72,8 @@ def export(cfg: DictConfig) -> dict:
     written = export_events(selected, out, cfg.format, events_per_shard=cfg.events_per_shard,
                             color_by=cfg.color_by)
     figures = {"events": len(selected), "files": len(written), "format": cfg.format}
-    write_run_record(out, "export", cfg, figures, inputs=[str(src)], outputs=[str(p) for p in written])
+    write_run_record(out, "export", cfg, figures, inputs=[str(src)], outputs=[str(p) for p in written],
+                     beside=True)
     print(f"exported {len(selected)} events to {out} ({len(written)} files)")
     return figures
 

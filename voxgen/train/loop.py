@@ -1,0 +1,229 @@
+"""The one training loop every voxgen model uses.
+
+A model exposes ``loss(batch) -> Tensor`` (scalar) or ``-> dict`` with a ``"loss"`` entry and
+other scalars to log. The loop knows nothing else about it. ``train`` is a plain function
+of its config that reports metrics through a callback, so Ray Tune / Ray Train can call it
+unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from voxgen.errors import ConfigError
+from voxgen.io.atomic import atomic_path
+
+MetricsCallback = Callable[[dict], None]
+
+
+@dataclass
+class TrainerConfig:
+    """Optimiser, schedule, EMA, checkpointing and logging of one training run."""
+
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"  # adam | adamw
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "none"  # none | step | cosine
+    step_epochs: int = 4  # schedule=step: multiply lr by step_gamma every step_epochs
+    step_gamma: float = 0.5
+    grad_clip: float = 0.0  # 0 = off
+    ema_decay: float = 0.0  # 0 = off; e.g. 0.999
+    log_every: int = 20  # steps between CSV rows / callback calls
+    max_steps_per_epoch: int = 0  # 0 = the whole loader
+    checkpoint_every: int = 200  # steps between checkpoints (and at each epoch end)
+    resume: bool = True  # continue from <out>/checkpoints/last.pt when present
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "adamw"):
+            raise ConfigError(f"trainer.optimizer: unknown optimizer '{self.optimizer}' (adam, adamw)")
+        if self.schedule not in ("none", "step", "cosine"):
+            raise ConfigError(f"trainer.schedule: unknown schedule '{self.schedule}' (none, step, cosine)")
+        if self.epochs < 1 or self.lr <= 0:
+            raise ConfigError("trainer.epochs and trainer.lr must be positive")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"trainer.ema_decay: {self.ema_decay} not in [0, 1)")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: '{name}' asked for but CUDA is not available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def move_to(batch, device: torch.device):
+    """Batch (tensor, or tuple/list/dict of them) on ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainerConfig) -> torch.optim.Optimizer:
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+
+def _make_schedule(opt: torch.optim.Optimizer, cfg: TrainerConfig):
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epochs, gamma=cfg.step_gamma)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    return None
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimiser steps taken
+    batch_in_epoch: int = 0  # batches of the current epoch already used
+
+
+def save_checkpoint(path: Path, model, opt, schedule, ema, state: TrainState, cfg: TrainerConfig) -> None:
+    """Everything needed to resume, written atomically."""
+    payload = {
+        "model": model.state_dict(), "optimizer": opt.state_dict(),
+        "schedule": schedule.state_dict() if schedule else None,
+        "ema": ema.state_dict() if ema else None,
+        "state": asdict(state), "trainer": asdict(cfg),
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_weights(path: str | Path, model: nn.Module, use_ema: bool = True) -> nn.Module:
+    """Load a checkpoint's weights (its EMA weights when present and ``use_ema``)."""
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if use_ema and payload.get("ema"):
+        ema_state = {k.removeprefix("module."): v for k, v in payload["ema"].items() if k.startswith("module.")}
+        model.load_state_dict(ema_state)
+    else:
+        model.load_state_dict(payload["model"])
+    return model
+
+
+def train(model: nn.Module, batches: Callable[[int], Iterable], cfg: TrainerConfig, out: Path,
+          on_metrics: MetricsCallback | None = None) -> dict:
+    """Train ``model`` for ``cfg.epochs``; returns the last logged metrics.
+
+    ``batches(epoch)`` yields the batches of one epoch (deterministic for an epoch index, so
+    a resumed run sees the same batches). Writes ``<out>/checkpoints/last.pt`` (resumable)
+    and ``<out>/metrics.csv``; ``on_metrics`` gets every logged row.
+    """
+    out = Path(out)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model.to(device)
+    opt = _make_optimizer(model, cfg)
+    schedule = _make_schedule(opt, cfg)
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay))
+           if cfg.ema_decay > 0 else None)
+    state = TrainState()
+    ckpt = out / "checkpoints" / "last.pt"
+    if cfg.resume and ckpt.exists():
+        payload = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(payload["model"])
+        opt.load_state_dict(payload["optimizer"])
+        if schedule and payload["schedule"]:
+            schedule.load_state_dict(payload["schedule"])
+        if ema and payload["ema"]:
+            ema.load_state_dict(payload["ema"])
+        state = TrainState(**payload["state"])
+        torch.set_rng_state(payload["rng"]["torch"])
+        np.random.set_state(payload["rng"]["numpy"])
+        random.setstate(payload["rng"]["python"])
+
+    log_path = out / "metrics.csv"
+    out.mkdir(parents=True, exist_ok=True)
+    last: dict = {}
+    running: dict[str, float] = {}
+    running_n = 0
+    t_start = time.perf_counter()
+    model.train()
+    while state.epoch < cfg.epochs:
+        bar = tqdm(desc=f"epoch {state.epoch + 1}/{cfg.epochs}", disable=not cfg.progress, unit="batch",
+                   total=cfg.max_steps_per_epoch or None, leave=False)
+        for i, batch in enumerate(batches(state.epoch)):
+            if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
+                break
+            if i < state.batch_in_epoch:  # resumed mid-epoch: skip what was already used
+                continue
+            result = model.loss(move_to(batch, device))
+            losses = result if isinstance(result, dict) else {"loss": result}
+            loss = losses["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at epoch {state.epoch} step {state.step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            if ema:
+                ema.update_parameters(model)
+            state.step += 1
+            state.batch_in_epoch = i + 1
+            for k, v in losses.items():
+                running[k] = running.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+            running_n += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4g}")
+            if state.step % cfg.log_every == 0:
+                last = _log(log_path, state, running, running_n, opt, t_start, on_metrics)
+                running, running_n = {}, 0
+            if state.step % cfg.checkpoint_every == 0:
+                save_checkpoint(ckpt, model, opt, schedule, ema, state, cfg)
+        bar.close()
+        state.epoch += 1
+        state.batch_in_epoch = 0
+        if schedule:
+            schedule.step()
+        if running_n:
+            last = _log(log_path, state, running, running_n, opt, t_start, on_metrics)
+            running, running_n = {}, 0
+        save_checkpoint(ckpt, model, opt, schedule, ema, state, cfg)
+    return last
+
+
+def _log(path: Path, state: TrainState, running: dict, n: int, opt, t_start: float,
+         on_metrics: MetricsCallback | None) -> dict:
+    row = {"epoch": state.epoch, "step": state.step, "lr": opt.param_groups[0]["lr"],
+           "seconds": round(time.perf_counter() - t_start, 3)}
+    row.update({k: v / n for k, v in running.items()})
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+    if on_metrics:
+        on_metrics(row)
+    return row
