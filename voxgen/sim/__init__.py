@@ -1,0 +1,1 @@
+"""The built-in LArTPC simulator: tracks, showers, Michel electrons, deltas -> labelled voxels."""
