@@ -87,7 +87,7 @@ def test_config_errors_name_the_key(capsys, args, message):
 
 def test_console_script_exit_code_and_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "voxgen.cli", "inspect", f"in={tmp_path}/none.h5"],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().endswith("none.h5: no such file or folder")

@@ -104,3 +104,14 @@ def test_export_meshes(sim_dir, tmp_path):
     assert main(["export", f"in={sim_dir / 'test'}", f"out={out}", "format=glb", "events=[0,2]",
                  "color_by=semantic"]) == 0
     assert sorted(p.name for p in out.glob("*.glb")) == ["event_00000.glb", "event_00001.glb"]
+
+
+def test_every_subpackage_is_packaged():
+    """pyproject lists packages explicitly (conf/ is mapped to voxgen.conf): none forgotten."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "voxgen").rglob("__init__.py")}
+    assert found | {"voxgen.conf"} == listed

@@ -18,8 +18,12 @@ T = TypeVar("T")
 
 
 def conf_dir() -> Path:
-    """The shipped ``conf/`` folder (package data ``voxgen.conf``)."""
-    return Path(str(files("voxgen.conf")))
+    """The shipped ``conf/`` folder: package data ``voxgen.conf`` when installed, else the
+    source checkout's top-level ``conf/`` (running from a clone without installing)."""
+    try:
+        return Path(str(files("voxgen.conf")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "conf"
 
 
 def recipes() -> list[str]:
