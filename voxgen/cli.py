@@ -16,7 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("voxgen.tasks:inspect", "summarise a PILArNet-M / Parquet file or folder"),
     "export": ("voxgen.tasks:export", "convert events to parquet, h5 (PILArNet-M v2), ply or glb"),
     "show": ("voxgen.tasks:show", "event display: projections and wire planes as a PNG"),
+    "train": ("voxgen.tasks:train", "train a model recipe (conf=ssnet2d, ...)"),
 }
+
+DEFAULT_RECIPE = {"train": "ssnet2d"}
 
 USAGE = "usage: voxgen <command> [conf=<recipe>] [key=value ...]   (voxgen <command> --help)"
 
@@ -28,7 +31,7 @@ def _print_help() -> None:
 
 
 def _split_args(command: str, args: list[str]) -> tuple[str, list[str], bool]:
-    recipe, overrides, want_help = command, [], False
+    recipe, overrides, want_help = DEFAULT_RECIPE.get(command, command), [], False
     for arg in args:
         if arg in ("-h", "--help"):
             want_help = True

@@ -22,23 +22,16 @@ from voxgen.manifest import write_run_record
 def simulate(cfg: DictConfig) -> dict:
     """Simulate ``cfg.splits`` (events per split) into ``<out>/<split>/*.h5``."""
     from voxgen.sim.config import SimConfig
-    from voxgen.sim.generator import simulate_dataset
+    from voxgen.sim.generator import simulate_splits
 
     sim_cfg = from_node(SimConfig, cfg.sim)
     out = Path(cfg.out)
-    figures: dict = {"mode": sim_cfg.mode}
-    shards: list[Path] = []
+    splits = {k: int(v) for k, v in cfg.splits.items()}
     start = time.perf_counter()
-    for i, (split, n_events) in enumerate(cfg.splits.items()):
-        if n_events <= 0:
-            continue
-        split_seed = int(np.random.SeedSequence([cfg.seed, i]).generate_state(1)[0])
-        t0 = time.perf_counter()
-        shards += simulate_dataset(sim_cfg, out / split, n_events=n_events, seed=split_seed,
-                                   workers=cfg.workers, events_per_shard=cfg.events_per_shard,
-                                   progress=cfg.progress, name=split)
-        figures[f"{split}_events"] = n_events
-        figures[f"{split}_events_per_s"] = round(n_events / (time.perf_counter() - t0), 2)
+    shards = simulate_splits(sim_cfg, out, splits, cfg.seed, workers=cfg.workers,
+                             events_per_shard=cfg.events_per_shard, progress=cfg.progress)
+    figures: dict = {"mode": sim_cfg.mode, **{f"{k}_events": v for k, v in splits.items() if v > 0}}
+    figures["events_per_s"] = round(sum(splits.values()) / (time.perf_counter() - start), 2)
     figures["seconds"] = round(time.perf_counter() - start, 2)
     write_run_record(out, "simulate", cfg, figures, outputs=[str(p) for p in shards])
     print(f"wrote {len(shards)} shards to {out} ({figures['seconds']} s)")
@@ -91,4 +84,14 @@ def show(cfg: DictConfig) -> dict:
     figures = {"voxels": len(event), "energy_mev": round(event.total_energy, 3)}
     write_run_record(out, "show", cfg, figures, inputs=[str(src)], outputs=[str(out)])
     print(f"wrote {out}")
+    return figures
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train the recipe's model (``cfg.model.name``); outputs and run record in ``cfg.out``."""
+    from voxgen.train.recipes import run_recipe
+
+    figures = run_recipe(cfg)
+    write_run_record(Path(cfg.out), "train", cfg, figures)
+    print(json.dumps(figures, indent=2))
     return figures

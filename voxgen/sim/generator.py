@@ -125,3 +125,17 @@ def simulate_dataset(cfg: SimConfig, out_dir: Path, n_events: int, seed: int, wo
         if stale not in shards:
             stale.unlink()
     return shards
+
+
+def simulate_splits(cfg: SimConfig, root: Path, splits: dict[str, int], seed: int, workers: int = 0,
+                    events_per_shard: int = 1000, progress: bool = True) -> list[Path]:
+    """``simulate_dataset`` for each split into ``root/<split>/``; split i uses the seed
+    ``SeedSequence([seed, i])`` so splits are independent. Splits of 0 events are skipped."""
+    shards: list[Path] = []
+    for i, (split, n_events) in enumerate(splits.items()):
+        if n_events > 0:
+            split_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+            shards += simulate_dataset(cfg, Path(root) / split, n_events=n_events, seed=split_seed,
+                                       workers=workers, events_per_shard=events_per_shard,
+                                       progress=progress, name=split)
+    return shards

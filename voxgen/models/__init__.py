@@ -1,0 +1,1 @@
+"""Models: each exposes ``loss(batch)`` for the shared training loop."""

@@ -1,0 +1,127 @@
+"""Training recipes: a composed config in, a trained model + figures out.
+
+Each recipe is a plain function ``(cfg, out, on_metrics) -> figures`` so Ray Tune / Ray Train
+can call it unchanged; ``RECIPES`` maps ``cfg.model.name`` to it.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from voxgen.config import from_node
+from voxgen.data.crops import CropSet, augment, make_crop_set
+from voxgen.io.atomic import write_text_atomic
+from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, resolve_device, train
+
+
+def event_splits(data: DictConfig) -> Path:
+    """Folder with the data splits: ``data.root``, or the built-in simulator's cached output."""
+    if data.root is not None:
+        return Path(data.root)
+    from voxgen.data.builtin import builtin_dataset
+    from voxgen.sim.config import SimConfig
+
+    b = data.builtin
+    sim = SimConfig(mode=b.mode)
+    return builtin_dataset(sim, {k: int(v) for k, v in b.splits.items()}, b.seed, workers=data.workers)
+
+
+def crop_sets(data: DictConfig, splits: tuple[str, ...], cache: Path, progress: bool = True) -> dict[str, CropSet]:
+    """Labelled crops per split, built once and cached in ``cache/<split>_crops.npz``."""
+    from voxgen.data.datasets import open_split
+
+    root = event_splits(data)
+    out = {}
+    for split in splits:
+        path = cache / f"{split}_crops.npz"
+        if path.exists():
+            out[split] = CropSet.load(path)
+            continue
+        source = open_split(root, split, min_points=data.min_points)
+        out[split] = crops = make_crop_set(source, data.crops_per_event, seed=data.seed * 1000 + zlib.crc32(split.encode()) % 1000,
+                                   plane=data.plane, size=data.size, min_pixels=data.min_pixels,
+                                   pixel_voxels=data.pixel_voxels, max_events=data.max_events,
+                                   progress=progress)
+        crops.save(path)
+    return out
+
+
+def crop_batches(crops: CropSet, batch_size: int, seed: int, augmented: bool) -> Callable[[int], object]:
+    """``batches(epoch)``: shuffled (images, labels) batches, deterministic per epoch."""
+    images, labels = crops.tensors()
+
+    def batches(epoch: int):
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(len(images), generator=gen)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            idx = order[start:start + batch_size]
+            x, y = images[idx], labels[idx]
+            yield augment(x, y, gen) if augmented else (x, y)
+
+    return batches
+
+
+@torch.no_grad()
+def segmentation_scores(model, crops: CropSet, batch_size: int = 256) -> dict:
+    """Per-pixel accuracy on charged pixels and per-class recall (shower, track) and confusion."""
+    from voxgen.models.ssnet2d import predict_crops
+
+    probs, _ = predict_crops(model, crops.images, batch_size)
+    pred = probs.argmax(1)
+    truth = crops.labels
+    charged = truth > 0
+    confusion = np.zeros((3, 3), np.int64)
+    np.add.at(confusion, (truth[charged], pred[charged]), 1)
+    recall = lambda c: float(confusion[c, c] / max(confusion[c].sum(), 1))
+    return {"charged_pixel_accuracy": float((pred[charged] == truth[charged]).mean()),
+            "all_pixel_accuracy": float((pred == truth).mean()),
+            "shower_recall": recall(1), "track_recall": recall(2),
+            "confusion_charged_true_x_pred": confusion.tolist(), "test_crops": len(crops)}
+
+
+def train_ssnet2d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None = None) -> dict:
+    """Train SSNet2D on labelled crops; score it on the held-out split; sample grid PNG."""
+    from voxgen.models.ssnet2d import SSNet2D, predict_crops
+    from voxgen.viz.display import crop_grid
+
+    trainer = from_node(TrainerConfig, cfg.trainer)
+    sets = crop_sets(cfg.data, ("train", "test"), out / "data", progress=trainer.progress)
+    m = cfg.model
+    model = SSNet2D(base=m.base, depth=m.depth, charge_scale=m.charge_scale, class_weights=tuple(m.class_weights))
+    last = train(model, crop_batches(sets["train"], cfg.batch_size, trainer.seed, cfg.augment),
+                 trainer, out, on_metrics)
+    model = load_weights(out / "checkpoints" / "last.pt", model, use_ema=trainer.ema_decay > 0)
+    model.to(resolve_device(trainer.device)).eval()
+    scores = segmentation_scores(model, sets["test"])
+    probs, _ = predict_crops(model, sets["test"].images[:16])
+    crop_grid(sets["test"].images[:16], probs.argmax(1), out_png=out / "test_predictions.png")
+    crop_grid(sets["test"].images[:16], sets["test"].labels[:16], out_png=out / "test_truth.png")
+    figures = {**scores, "train_crops": len(sets["train"]), "final_loss": last.get("loss"),
+               "train_seconds": last.get("seconds")}
+    write_text_atomic(out / "metrics.json", json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+RECIPES: dict[str, Callable[[DictConfig, Path, MetricsCallback | None], dict]] = {
+    "ssnet2d": train_ssnet2d,
+}
+
+
+def run_recipe(cfg: DictConfig, on_metrics: MetricsCallback | None = None) -> dict:
+    """Dispatch ``cfg.model.name`` to its recipe with output folder ``cfg.out``."""
+    from voxgen.errors import ConfigError
+
+    name = cfg.model.name
+    if name not in RECIPES:
+        raise ConfigError(f"model.name: no training recipe for '{name}' (have {', '.join(RECIPES)})")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    return RECIPES[name](cfg, out, on_metrics)
