@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("voxgen.tasks:export", "convert events to parquet, h5 (PILArNet-M v2), ply or glb"),
     "show": ("voxgen.tasks:show", "event display: projections and wire planes as a PNG"),
     "train": ("voxgen.tasks:train", "train a model recipe (conf=ssnet2d, ...)"),
+    "evaluate": ("voxgen.tasks:evaluate", "score candidate images against real ones, with floors and a report"),
 }
 
 DEFAULT_RECIPE = {"train": "ssnet2d"}

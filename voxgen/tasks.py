@@ -14,6 +14,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from voxgen.config import from_node, required
+from voxgen.errors import BadInput, ConfigError
 from voxgen.io.atomic import write_text_atomic
 from voxgen.io.sources import event_at, open_events
 from voxgen.manifest import write_run_record
@@ -95,3 +96,55 @@ def train(cfg: DictConfig) -> dict:
     write_run_record(Path(cfg.out), "train", cfg, figures)
     print(json.dumps(figures, indent=2))
     return figures
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Score ``cfg.candidate`` against ``cfg.reference`` (2D crop sets ``.npz`` or 3D event
+    files); ``metrics.json``, ``report.md`` and plots in ``cfg.out``; prints the summary table."""
+    from voxgen.evaluate.report import summary_table, write_report
+
+    ref_path = Path(required(cfg, "reference", "real images (.npz) or events (.h5/.parquet)"))
+    cand_path = Path(required(cfg, "candidate", "candidate images (.npz) or events (.h5/.parquet)"))
+    images = ref_path.suffix == ".npz"
+    if images != (cand_path.suffix == ".npz"):
+        raise BadInput(f"{cand_path}: reference and candidate must both be image sets (.npz) or both event files")
+    out = Path(cfg.out)
+    curves = None
+    if images:
+        result, curves = _evaluate_image_files(cfg, ref_path, cand_path)
+    else:
+        from voxgen.evaluate.event_sets import evaluate_events
+
+        result = evaluate_events(open_events(ref_path), open_events(cand_path), n=cfg.n, seed=cfg.seed,
+                                 n_pairs=cfg.n_pairs_events, names=(str(ref_path), str(cand_path)),
+                                 progress=cfg.progress)
+    report = write_report(out, result, curves, title=f"{cand_path.name} vs {ref_path.name}")
+    print(summary_table(result))
+    print(f"report: {report}")
+    figures = {"kind": result["kind"], "n": result["n"], "candidate": result["candidate"], "floor": result["floor"]}
+    write_run_record(out, "evaluate", cfg, figures, inputs=[str(ref_path), str(cand_path)],
+                     outputs=[str(report), str(out / "metrics.json")])
+    return figures
+
+
+def _evaluate_image_files(cfg: DictConfig, ref_path: Path, cand_path: Path) -> tuple[dict, dict | None]:
+    """``evaluate_images`` (and the degradation curves when asked) on two crop-set files."""
+    from voxgen.data.crops import CropSet
+    from voxgen.evaluate.image_sets import degradation_curves, evaluate_images
+    from voxgen.models.ssnet2d import load_ssnet
+
+    if cfg.ssnet is None:
+        raise ConfigError("missing required key 'ssnet' for image sets (an SSNet2D run folder: voxgen train conf=ssnet2d)")
+    model = load_ssnet(cfg.ssnet, cfg.device)
+    reference, candidate = CropSet.load(ref_path).images, CropSet.load(cand_path).images
+    for path, array in ((ref_path, reference), (cand_path, candidate)):
+        if not np.isfinite(array).all() or (array < 0).any():
+            raise BadInput(f"{path}: images must be finite and non-negative (charge in MeV)")
+    train_images = None if cfg.train is None else CropSet.load(Path(cfg.train)).images
+    result = evaluate_images(model, reference, candidate, n=cfg.n, seed=cfg.seed, train=train_images,
+                             n_emd=cfg.n_emd, collapse_n=cfg.collapse_n, progress=cfg.progress)
+    curves = None
+    if cfg.degradations:
+        curves = degradation_curves(model, reference, n=cfg.n, seed=cfg.seed, n_emd=cfg.n_emd,
+                                    progress=cfg.progress)
+    return result, curves

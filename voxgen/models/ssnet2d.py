@@ -54,16 +54,41 @@ class SSNet2D(nn.Module):
 
 
 @torch.no_grad()
-def predict_crops(model: SSNet2D, images, batch_size: int = 256):
-    """Numpy in, numpy out: (probabilities (N, 3, H, W) float32, features (N, D) float32)."""
+def predict_crops(model: SSNet2D, images, batch_size: int = 256, progress: bool = False):
+    """Numpy in, numpy out: images (N, H, W) MeV -> (probabilities (N, 3, H, W) float32,
+    bottleneck features (N, D) float32)."""
     import numpy as np
+    from tqdm import tqdm
 
     device = next(model.parameters()).device
     model.eval()
     probs, feats = [], []
-    for start in range(0, len(images), batch_size):
+    for start in tqdm(range(0, len(images), batch_size), desc="ssnet", unit="batch", disable=not progress):
         x = torch.as_tensor(np.asarray(images[start:start + batch_size]), dtype=torch.float32, device=device)
         p, f = model.predict(x)
         probs.append(p.cpu().numpy())
         feats.append(f.cpu().numpy())
     return np.concatenate(probs), np.concatenate(feats)
+
+
+def load_ssnet(path, device: str = "auto") -> SSNet2D:
+    """SSNet2D from a training run folder (or its ``checkpoints/last.pt``), EMA weights if any."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from voxgen.errors import BadInput
+    from voxgen.train.loop import load_weights, resolve_device
+
+    path = Path(path)
+    run = path if path.is_dir() else path.parent.parent
+    ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
+    if not ckpt.is_file() or not (run / "config.yaml").is_file():
+        raise BadInput(f"{path}: not an SSNet2D run (need config.yaml and checkpoints/last.pt; "
+                       f"train one with `voxgen train conf=ssnet2d`)")
+    m = OmegaConf.load(run / "config.yaml").model
+    if m.name != "ssnet2d":
+        raise BadInput(f"{path}: run of model '{m.name}', not ssnet2d")
+    model = SSNet2D(base=m.base, depth=m.depth, charge_scale=m.charge_scale, class_weights=tuple(m.class_weights))
+    model = load_weights(ckpt, model)
+    return model.to(resolve_device(device)).eval()
