@@ -75,7 +75,8 @@ def test_histogram_kl_and_chi2_known_values():
     assert histogram_chi2(a, b, edges) == pytest.approx(625 / 75 + 625 / 125)
     chi2, kl = observable_scores(a, a)
     assert chi2 == 0.0 and kl == pytest.approx(0.0, abs=1e-12)
-    assert np.isnan(observable_scores(a, np.array([np.nan]))[0])
+    assert observable_scores(a, np.array([np.nan])) == (np.inf, np.inf)
+    assert np.isnan(observable_scores([], [])[0])
 
 
 def test_emd_of_a_moved_dot_is_the_distance_moved_and_sinkhorn_agrees():

@@ -145,12 +145,14 @@ def histogram_chi2(a_values, b_values, bins) -> float:
 def observable_scores(a_values, b_values, n_bins: int = 20) -> tuple[float, float]:
     """(chi-square, KL) of two samples of one observable on ``n_bins`` shared equal bins
     spanning the 1-99.5% quantiles of the pooled values (outliers clipped into the end bins,
-    so one wild value does not stretch the binning); NaN, NaN when either sample is empty."""
+    so one wild value does not stretch the binning). When only one sample is empty (say, a
+    candidate set with no track at all) both are infinite; NaN when both are empty."""
     a = np.asarray(a_values, dtype=np.float64).ravel()
     b = np.asarray(b_values, dtype=np.float64).ravel()
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if len(a) == 0 or len(b) == 0:
-        return float("nan"), float("nan")
+        value = float("nan") if len(a) == len(b) else float("inf")
+        return value, value
     lo, hi = np.quantile(np.concatenate([a, b]), [0.01, 0.995])
     edges = np.linspace(lo, hi if hi > lo else lo + 1.0, n_bins + 1)
     return histogram_chi2(a, b, edges), histogram_kl(a, b, edges)

@@ -49,7 +49,7 @@ def describe_events(events: Sequence[Event], geometry: PlaneGeometry | None = No
 
 
 def compare_events(obs_ref: dict, obs_cand: dict, ref: Sequence[Event], cand: Sequence[Event],
-                   seed: int, n_pairs: int, sinkhorn_reg_cm: float = 1.0, max_points: int = 1000) -> dict[str, float]:
+                   seed: int, n_pairs: int, sinkhorn_reg_cm: float = 1.0, max_points: int = 300) -> dict[str, float]:
     """All 3D metrics of ``cand`` against ``ref``: chi2_/kl_ per observable, ``sinkhorn_set``
     (cm, ``distances.energy_set_distance`` under ``observables.pointcloud_sinkhorn``) and
     ``plane_residual_mean``."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from voxgen.evaluate.image_sets import HEADLINE, ScoredImages
+from voxgen.evaluate.image_sets import BLIND, HEADLINE, ScoredImages
 from voxgen.io.atomic import atomic_path, write_text_atomic
 from voxgen.viz.display import crop_grid
 
@@ -30,6 +30,17 @@ def summary_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def degradation_table(curves: dict, metrics: tuple[str, ...] = HEADLINE) -> str:
+    """Markdown table: one row per degradation and strength, one column per metric; a metric
+    blind to that degradation by construction (``image_sets.BLIND``) is marked with *."""
+    lines = ["| degradation | strength | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for name, curve in curves.items():
+        for k, strength in enumerate(curve["strength"]):
+            cells = [f"{curve[m][k]:.3g}" + ("*" if (m, name) in BLIND else "") for m in metrics]
+            lines.append(f"| {name if k == 0 else ''} | {strength:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _histogram_panels(panels: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
                       labels: tuple[str, str] = ("reference", "candidate")) -> Path:
     """One step-histogram panel per entry {title: (reference values, candidate values)}."""
@@ -43,8 +54,9 @@ def _histogram_panels(panels: dict[str, tuple[np.ndarray, np.ndarray]], path: Pa
         pooled = np.concatenate([a, b])
         lo, hi = np.quantile(pooled, [0.005, 0.995]) if len(pooled) else (0.0, 1.0)
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, 31)
-        ax.hist(np.clip(a, lo, hi), bins=edges, histtype="step", color="black", label=labels[0], density=True)
-        ax.hist(np.clip(b, lo, hi), bins=edges, histtype="step", color="tab:red", label=labels[1], density=True)
+        for values, colour, label in ((a, "black", labels[0]), (b, "tab:red", labels[1])):
+            if len(values):  # an empty sample (no tracks at all) is left out, not drawn as NaN
+                ax.hist(np.clip(values, lo, hi), bins=edges, histtype="step", color=colour, label=label, density=True)
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
     for ax in axes[len(panels):]:
@@ -139,8 +151,9 @@ def write_report(out: Path, result: dict, curves: dict | None = None, title: str
         plot_degradations(curves, out / "degradations.png")
         parts += ["## Metrics under controlled degradations of real images", "",
                   "Each panel: the metric between real images and degraded held-out real images, "
-                  "against the degradation's strength; dashed, the real-vs-real floor.", "",
-                  "![degradations](degradations.png)", ""]
+                  "against the degradation's strength; dashed, the real-vs-real floor (strength 0). "
+                  "Values marked * belong to a metric blind to that degradation by construction.", "",
+                  "![degradations](degradations.png)", "", degradation_table(curves), ""]
     report = out / "report.md"
     write_text_atomic(report, "\n".join(parts))
     return report
