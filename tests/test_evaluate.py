@@ -98,8 +98,8 @@ def test_headline_metrics_sit_at_the_floor_and_worsen_monotonically(ssnet_run):
             assert values[0] == pytest.approx(floor[metric], rel=1e-9, abs=1e-12), (name, metric)
             if (metric, name) in BLIND:
                 continue
-            # a step may dip by sampling noise only: C2ST's standard error, or 2% of the rise
-            noise = c2st_error if metric == "c2st_accuracy" else 0.02 * (values.max() - values.min())
+            # a step may dip by sampling noise only: C2ST's standard error, or 5% of the rise
+            noise = c2st_error if metric == "c2st_accuracy" else 0.05 * (values.max() - values.min())
             assert np.all(np.diff(values) > -noise), (name, metric, values)
             assert values[-1] > values[0] + 2 * noise and values[-1] == values.max(), (name, metric, values)
     for metric in ("emd_nn", "mmd_pixels"):  # unit-charge metrics cannot see a charge scale
