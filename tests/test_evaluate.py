@@ -11,7 +11,7 @@ from voxgen.cli import main
 from voxgen.data.crops import CropSet, make_crop_set
 from voxgen.evaluate import degrade
 from voxgen.evaluate.event_sets import evaluate_events
-from voxgen.evaluate.image_sets import BLIND, HEADLINE, degradation_curves, evaluate_images
+from voxgen.evaluate.image_sets import BLIND, HEADLINE, degradation_curves, evaluate_images, reference_halves
 from voxgen.io.pilarnet import PilarnetReader
 from voxgen.models.ssnet2d import load_ssnet
 from voxgen.sim.config import SimConfig
@@ -88,7 +88,7 @@ def test_headline_metrics_sit_at_the_floor_and_worsen_monotonically(ssnet_run):
     run, test, _ = ssnet_run
     model = load_ssnet(run, "cpu")
     n = len(test) // 2
-    curves = degradation_curves(model, test.images, n=n, n_emd=60)
+    curves = degradation_curves(model, *reference_halves(model, test.images, n, seed=0), n_emd=60)
     floor = evaluate_images(model, test.images, test.images, n=n, n_emd=60)["floor"]
     c2st_error = np.sqrt(0.25 / (0.6 * n))  # the held-out accuracy's standard error
     for name, curve in curves.items():

@@ -145,6 +145,7 @@ def _evaluate_image_files(cfg: DictConfig, ref_path: Path, cand_path: Path) -> t
                              n_emd=cfg.n_emd, collapse_n=cfg.collapse_n, progress=cfg.progress)
     curves = None
     if cfg.degradations:
-        curves = degradation_curves(model, reference, n=cfg.n, seed=cfg.seed, n_emd=cfg.n_emd,
-                                    progress=cfg.progress)
+        scored = result["scored"]  # the reference halves are already through SSNet
+        curves = degradation_curves(model, scored["reference"], scored["heldout"], seed=cfg.seed,
+                                    n_emd=cfg.n_emd, progress=cfg.progress)
     return result, curves

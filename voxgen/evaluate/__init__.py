@@ -24,7 +24,13 @@ from voxgen.evaluate.distances import (
     ssnet_output_stats,
 )
 from voxgen.evaluate.event_sets import describe_events, evaluate_events, plane_residual
-from voxgen.evaluate.image_sets import HEADLINE, degradation_curves, evaluate_images, score_images
+from voxgen.evaluate.image_sets import (
+    HEADLINE,
+    degradation_curves,
+    evaluate_images,
+    reference_halves,
+    score_images,
+)
 from voxgen.evaluate.observables import (
     event_observables,
     pointcloud_sinkhorn,
@@ -40,6 +46,6 @@ __all__ = [
     "energy_set_distance", "evaluate_events", "evaluate_images", "event_observables", "frechet_distance",
     "histogram_chi2", "histogram_kl", "image_emd", "image_sinkhorn", "mmd_rbf", "mode_collapse_report",
     "nearest_emd", "observable_scores", "plane_residual", "pointcloud_sinkhorn", "pooled_pixels",
-    "score_images", "nearest_emd_distance", "pixel_charge_w1", "shower_observables", "sinkhorn_divergence", "ssnet_kl",
+    "reference_halves", "score_images", "nearest_emd_distance", "pixel_charge_w1", "shower_observables", "sinkhorn_divergence", "ssnet_kl",
     "ssnet_labels", "ssnet_output_stats", "track_dedx", "track_length_width", "track_observables",
 ]

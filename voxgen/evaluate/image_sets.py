@@ -96,18 +96,21 @@ def compare(ref: ScoredImages, cand: ScoredImages, seed: int, n_emd: int = 300) 
     return {k: float(v) for k, v in out.items()}
 
 
-def split_reference(ref: ScoredImages, n: int, seed: int) -> tuple[ScoredImages, ScoredImages]:
-    """Two disjoint random subsets of ``min(n, len(ref) // 2)`` images each."""
-    n = min(n, len(ref) // 2)
-    order = np.random.default_rng(seed).permutation(len(ref))
-    return ref.take(order[:n]), ref.take(order[n:2 * n])
-
-
 def _subsample(images: np.ndarray, n: int, seed: int) -> np.ndarray:
     """``n`` random images (all when fewer); the reference needs only 2n, so never score more."""
     if len(images) <= n:
         return np.asarray(images)
     return np.asarray(images)[np.sort(np.random.default_rng(seed).permutation(len(images))[:n])]
+
+
+def reference_halves(model, reference: np.ndarray, n: int, seed: int = 0,
+                     progress: bool = False) -> tuple[ScoredImages, ScoredImages]:
+    """Two disjoint random subsets R1, R2 of ``min(n, len(reference) // 2)`` images each of
+    ``reference`` (N, H, W), scored by SSNet ``model``; m(R1, R2) is every metric's floor."""
+    ref = score_images(model, _subsample(reference, 2 * n, seed), progress=progress)
+    n = min(n, len(ref) // 2)
+    order = np.random.default_rng(seed).permutation(len(ref))
+    return ref.take(order[:n]), ref.take(order[n:2 * n])
 
 
 def evaluate_images(model, reference: np.ndarray, candidate: np.ndarray, n: int, seed: int = 0,
@@ -116,11 +119,10 @@ def evaluate_images(model, reference: np.ndarray, candidate: np.ndarray, n: int,
     """Score ``candidate`` (M, H, W) against ``reference`` (N, H, W) with SSNet ``model``.
 
     Returns {"n", "candidate": m(R1, C), "floor": m(R1, R2), "scored": {"reference": R1,
-    "candidate": C}}, and with ``train`` images also "mode_collapse": the nearest-training-image
-    EMD of ``collapse_n`` candidates against as many held-out real images (R2).
+    "heldout": R2, "candidate": C}}, and with ``train`` images also "mode_collapse": the
+    nearest-training-image EMD of ``collapse_n`` candidates against as many held-out real images.
     """
-    ref = score_images(model, _subsample(reference, 2 * n, seed), progress=progress)
-    r1, r2 = split_reference(ref, n, seed)
+    r1, r2 = reference_halves(model, reference, n, seed, progress)
     n = len(r1)
     if n < 2:
         raise ValueError(f"evaluate_images: the reference has {len(reference)} images; need at least 4")
@@ -131,20 +133,19 @@ def evaluate_images(model, reference: np.ndarray, candidate: np.ndarray, n: int,
         k = min(collapse_n, n)
         report = collapse.mode_collapse_report(cand.images[:k], r2.images[:k], np.asarray(train))
         result["mode_collapse"] = {key: value for key, value in report.items() if np.ndim(value) == 0}
-    result["scored"] = {"reference": r1, "candidate": cand}
+    result["scored"] = {"reference": r1, "heldout": r2, "candidate": cand}
     return result
 
 
-def degradation_curves(model, reference: np.ndarray, n: int, seed: int = 0, n_emd: int = 300,
+def degradation_curves(model, r1: ScoredImages, r2: ScoredImages, seed: int = 0, n_emd: int = 300,
                        strengths: dict[str, list[float]] | None = None, progress: bool = False) -> dict[str, dict]:
     """Every metric against strength for each controlled degradation of held-out real images.
 
-    R2 degraded at each strength (``degrade.STRENGTHS`` unless given) is scored against R1;
-    strength 0 reproduces the real-vs-real floor. Returns {degradation: {"strength": [...],
-    metric: [value per strength]}}.
+    R2 (``reference_halves``, or ``evaluate_images``'s scored "heldout") degraded at each
+    strength (``degrade.STRENGTHS`` unless given) is re-scored by SSNet ``model`` and compared
+    with R1; strength 0 reproduces the real-vs-real floor. Returns {degradation: {"strength":
+    [...], metric: [value per strength]}}.
     """
-    ref = score_images(model, _subsample(reference, 2 * n, seed))
-    r1, r2 = split_reference(ref, n, seed)
     strengths = strengths or degrade.STRENGTHS
     curves = {}
     total = sum(len(v) for v in strengths.values())
