@@ -76,7 +76,7 @@ def test_missing_ssnet_is_one_line(tmp_path, capsys):
     CropSet(np.zeros((2, 64, 64), np.float32), np.zeros((2, 64, 64), np.int64), np.zeros(2, int),
             np.zeros(2, int), np.zeros(2, np.float32)).save(crops)
     assert main(["evaluate", f"reference={crops}", f"candidate={crops}", f"ssnet={tmp_path}"]) == 2
-    assert "not an SSNet2D run" in capsys.readouterr().err
+    assert "not a training run of SSNet2D" in capsys.readouterr().err
 
 
 def test_headline_metrics_sit_at_the_floor_and_worsen_monotonically(ssnet_run):

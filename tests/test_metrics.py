@@ -204,3 +204,15 @@ def test_pointcloud_sinkhorn_and_plane_residual():
     assert plane_residual(a) < 1e-6
     described = describe_events([a, shifted], progress=False)
     assert described["n_voxels"].tolist() == [40.0, 40.0] and len(described["dedx"]) == 80
+
+
+def test_nearest_emd_leaves_out_empty_images():
+    """A generator may draw an empty crop: it has no EMD, so it is left out, not an error."""
+    from voxgen.evaluate.distances import nearest_emd_distance
+
+    a = np.zeros((5, 8, 8))
+    a[:, 2, 2] = 1.0
+    b = a.copy()
+    b[0] = 0.0
+    assert nearest_emd_distance(a, b, 5, np.random.default_rng(0)) == pytest.approx(0.0)
+    assert np.isnan(nearest_emd_distance(a, np.zeros((3, 8, 8)), 5, np.random.default_rng(0)))

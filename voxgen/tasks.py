@@ -98,6 +98,32 @@ def train(cfg: DictConfig) -> dict:
     return figures
 
 
+def sample(cfg: DictConfig) -> dict:
+    """``cfg.n`` crops from the generator run ``cfg.ckpt`` into ``<out>/samples.npz`` (the crop-set
+    format ``voxgen evaluate`` reads) and ``<out>/samples.png``; conditions from ``cfg.cond``."""
+    from voxgen.sample import generate, run_folder
+    from voxgen.viz.display import crop_grid
+
+    ckpt = required(cfg, "ckpt", "a trained run folder or checkpoint")
+    if ckpt is None:
+        raise ConfigError("missing required key 'ckpt' (a trained run: voxgen train conf=vpsde2d)")
+    if cfg.n < 1:
+        raise ConfigError(f"n: {cfg.n} images asked for; need at least 1")
+    out = Path(cfg.out)
+    if (out / "checkpoints").is_dir():  # never write over a training run's own record
+        out = out / "samples"
+    result = generate(ckpt, cfg.n, seed=cfg.seed, device=cfg.trainer.device, particle=cfg.cond.particle,
+                      momentum=cfg.cond.momentum, sampler=cfg.sampler, progress=cfg.trainer.progress)
+    npz = result.crops.save(out / "samples.npz")
+    png = crop_grid(result.crops.images[:64], out_png=out / "samples.png")
+    figures = {"n": cfg.n, "seconds": round(result.seconds, 3), "seconds_per_image": result.seconds / cfg.n,
+               "network_evaluations_per_image": result.nfe,
+               "charged_pixels_per_image": float((result.crops.images > 0).sum() / cfg.n)}
+    write_run_record(out, "sample", cfg, figures, inputs=[str(ckpt)], outputs=[str(npz), str(png)])
+    print(f"wrote {cfg.n} samples to {npz} ({figures['seconds']} s, {result.nfe} network evaluations per image)")
+    return figures
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """Score ``cfg.candidate`` against ``cfg.reference`` (2D crop sets ``.npz`` or 3D event
     files); ``metrics.json``, ``report.md`` and plots in ``cfg.out``; prints the summary table."""

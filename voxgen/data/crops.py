@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from voxgen.errors import BadInput
@@ -90,3 +92,35 @@ def augment(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generat
         images, labels = images.transpose(-1, -2), labels.transpose(-1, -2)
     factor = torch.empty(len(images), 1, 1, 1).uniform_(*scale, generator=generator)
     return images * factor, labels
+
+
+def event_splits(data: DictConfig) -> Path:
+    """Folder with the data splits: ``data.root``, or the built-in simulator's cached output."""
+    if data.root is not None:
+        return Path(data.root)
+    from voxgen.data.builtin import builtin_dataset
+    from voxgen.sim.config import SimConfig
+
+    b = data.builtin
+    sim = SimConfig(mode=b.mode)
+    return builtin_dataset(sim, {k: int(v) for k, v in b.splits.items()}, b.seed, workers=data.workers)
+
+
+def crop_sets(data: DictConfig, splits: tuple[str, ...], cache: Path, progress: bool = True) -> dict[str, CropSet]:
+    """Labelled crops per split, built once and cached in ``cache/<split>_crops.npz``."""
+    from voxgen.data.datasets import open_split
+
+    root = event_splits(data)
+    out = {}
+    for split in splits:
+        path = cache / f"{split}_crops.npz"
+        if path.exists():
+            out[split] = CropSet.load(path)
+            continue
+        source = open_split(root, split, min_points=data.min_points)
+        out[split] = crops = make_crop_set(source, data.crops_per_event, seed=data.seed * 1000 + zlib.crc32(split.encode()) % 1000,
+                                   plane=data.plane, size=data.size, min_pixels=data.min_pixels,
+                                   pixel_voxels=data.pixel_voxels, max_events=data.max_events,
+                                   progress=progress)
+        crops.save(path)
+    return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from voxgen.evaluate.distances import nearest_emd
+from voxgen.evaluate.distances import nearest_emd, with_charge
 
 COPY_QUANTILE = 0.05
 FLAG_PVALUE = 0.01
@@ -27,7 +27,7 @@ def mode_collapse_report(candidates: np.ndarray, heldout: np.ndarray, train: np.
     were 5%; ``copies_flagged``: ``copy_pvalue < 0.01``; ``ks_statistic``, ``ks_pvalue``: the
     two-sample Kolmogorov-Smirnov test between the two NN-EMD distributions.
     """
-    cand_nn = nearest_emd(candidates, train, k_prefilter)
+    cand_nn = nearest_emd(with_charge(candidates), train, k_prefilter)  # an empty crop copies nothing
     held_nn = nearest_emd(heldout, train, k_prefilter)
     threshold = float(np.quantile(held_nn, COPY_QUANTILE))
     below = int(np.sum(cand_nn < threshold))

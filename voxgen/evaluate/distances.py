@@ -272,6 +272,12 @@ def energy_set_distance(set_a: Sequence[T], set_b: Sequence[T], distance: Callab
     return cross - 0.5 * (within_a + within_b)
 
 
+def with_charge(images: np.ndarray) -> np.ndarray:
+    """The images (N, H, W) that hold some positive charge."""
+    images = np.asarray(images)
+    return images[(images > 0).any(axis=(1, 2))]
+
+
 def nearest_emd(candidates: np.ndarray, train: np.ndarray, k_prefilter: int = 20) -> np.ndarray:
     """(N,) EMD (pixels) from each of ``candidates`` (N, H, W) to its nearest image in
     ``train`` (M, H, W).
@@ -295,7 +301,12 @@ def nearest_emd_distance(images_a: np.ndarray, images_b: np.ndarray, n: int, rng
     set (``nearest_emd``), averaged over both directions. One direction grows when
     candidates leave the real manifold, the other when they miss part of it (mode dropping).
     Its floor, the same between two real samples, is the typical gap between neighbours.
+    Images with no charge (a generator can draw empty crops) have no EMD and are left out;
+    NaN when a set has none with charge.
     """
+    images_a, images_b = with_charge(images_a), with_charge(images_b)
+    if len(images_a) == 0 or len(images_b) == 0:
+        return float("nan")
     pick_a = rng.permutation(len(images_a))[:n]
     pick_b = rng.permutation(len(images_b))[:n]
     forward = nearest_emd(images_b[pick_b], images_a, k_prefilter).mean()

@@ -73,22 +73,10 @@ def predict_crops(model: SSNet2D, images, batch_size: int = 256, progress: bool 
 
 def load_ssnet(path, device: str = "auto") -> SSNet2D:
     """SSNet2D from a training run folder (or its ``checkpoints/last.pt``), EMA weights if any."""
-    from pathlib import Path
+    from voxgen.train.loop import load_weights, locate_run, resolve_device
 
-    from omegaconf import OmegaConf
-
-    from voxgen.errors import BadInput
-    from voxgen.train.loop import load_weights, resolve_device
-
-    path = Path(path)
-    run = path if path.is_dir() else path.parent.parent
-    ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
-    if not ckpt.is_file() or not (run / "config.yaml").is_file():
-        raise BadInput(f"{path}: not an SSNet2D run (need config.yaml and checkpoints/last.pt; "
-                       f"train one with `voxgen train conf=ssnet2d`)")
-    m = OmegaConf.load(run / "config.yaml").model
-    if m.name != "ssnet2d":
-        raise BadInput(f"{path}: run of model '{m.name}', not ssnet2d")
+    ckpt, cfg = locate_run(path, "ssnet2d", "SSNet2D")
+    m = cfg.model
     model = SSNet2D(base=m.base, depth=m.depth, charge_scale=m.charge_scale, class_weights=tuple(m.class_weights))
     model = load_weights(ckpt, model)
     return model.to(resolve_device(device)).eval()

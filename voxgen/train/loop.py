@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ class TrainerConfig:
     max_steps_per_epoch: int = 0  # 0 = the whole loader
     checkpoint_every: int = 200  # steps between checkpoints (and at each epoch end)
     resume: bool = True  # continue from <out>/checkpoints/last.pt when present
+    keep_epoch_checkpoints: bool = False  # also keep <out>/checkpoints/epoch_NNN.pt after every epoch
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     progress: bool = True
@@ -120,6 +122,25 @@ def save_checkpoint(path: Path, model, opt, schedule, ema, state: TrainState, cf
         torch.save(payload, tmp)
 
 
+def locate_run(path: str | Path, name: str, label: str | None = None):
+    """(checkpoint path, run config) of a ``voxgen train conf=<name>`` run, given its folder (its
+    ``checkpoints/last.pt``) or one of its checkpoints; BadInput naming ``path`` otherwise."""
+    from omegaconf import OmegaConf
+
+    from voxgen.errors import BadInput
+
+    path = Path(path)
+    run = path if path.is_dir() else path.parent.parent
+    ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
+    if not ckpt.is_file() or not (run / "config.yaml").is_file():
+        raise BadInput(f"{path}: not a training run of {label or name} (need config.yaml and checkpoints/last.pt; "
+                       f"train one with `voxgen train conf={name}`)")
+    cfg = OmegaConf.load(run / "config.yaml")
+    if cfg.model.name != name:
+        raise BadInput(f"{path}: run of model '{cfg.model.name}', not {name}")
+    return ckpt, cfg
+
+
 def load_weights(path: str | Path, model: nn.Module, use_ema: bool = True) -> nn.Module:
     """Load a checkpoint's weights (its EMA weights when present and ``use_ema``)."""
     payload = torch.load(path, map_location="cpu", weights_only=False)
@@ -145,7 +166,8 @@ def train(model: nn.Module, batches: Callable[[int], Iterable], cfg: TrainerConf
     model.to(device)
     opt = _make_optimizer(model, cfg)
     schedule = _make_schedule(opt, cfg)
-    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay))
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay),
+                                               use_buffers=True)  # BatchNorm statistics, VQ counters travel too
            if cfg.ema_decay > 0 else None)
     state = TrainState()
     ckpt = out / "checkpoints" / "last.pt"
@@ -210,6 +232,8 @@ def train(model: nn.Module, batches: Callable[[int], Iterable], cfg: TrainerConf
             last = _log(log_path, state, running, running_n, opt, t_start, on_metrics)
             running, running_n = {}, 0
         save_checkpoint(ckpt, model, opt, schedule, ema, state, cfg)
+        if cfg.keep_epoch_checkpoints:
+            shutil.copyfile(ckpt, ckpt.with_name(f"epoch_{state.epoch:03d}.pt"))
     return last
 
 

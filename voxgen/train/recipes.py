@@ -7,7 +7,6 @@ can call it unchanged; ``RECIPES`` maps ``cfg.model.name`` to it.
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -16,41 +15,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from voxgen.config import from_node
-from voxgen.data.crops import CropSet, augment, make_crop_set
+from voxgen.data.crops import CropSet, augment, crop_sets
 from voxgen.io.atomic import write_text_atomic
+from voxgen.train.generators2d import train_pixelcnn2d, train_vpsde2d, train_vqvae2d
 from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, resolve_device, train
-
-
-def event_splits(data: DictConfig) -> Path:
-    """Folder with the data splits: ``data.root``, or the built-in simulator's cached output."""
-    if data.root is not None:
-        return Path(data.root)
-    from voxgen.data.builtin import builtin_dataset
-    from voxgen.sim.config import SimConfig
-
-    b = data.builtin
-    sim = SimConfig(mode=b.mode)
-    return builtin_dataset(sim, {k: int(v) for k, v in b.splits.items()}, b.seed, workers=data.workers)
-
-
-def crop_sets(data: DictConfig, splits: tuple[str, ...], cache: Path, progress: bool = True) -> dict[str, CropSet]:
-    """Labelled crops per split, built once and cached in ``cache/<split>_crops.npz``."""
-    from voxgen.data.datasets import open_split
-
-    root = event_splits(data)
-    out = {}
-    for split in splits:
-        path = cache / f"{split}_crops.npz"
-        if path.exists():
-            out[split] = CropSet.load(path)
-            continue
-        source = open_split(root, split, min_points=data.min_points)
-        out[split] = crops = make_crop_set(source, data.crops_per_event, seed=data.seed * 1000 + zlib.crc32(split.encode()) % 1000,
-                                   plane=data.plane, size=data.size, min_pixels=data.min_pixels,
-                                   pixel_voxels=data.pixel_voxels, max_events=data.max_events,
-                                   progress=progress)
-        crops.save(path)
-    return out
 
 
 def crop_batches(crops: CropSet, batch_size: int, seed: int, augmented: bool) -> Callable[[int], object]:
@@ -110,7 +78,7 @@ def train_ssnet2d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None
 
 
 RECIPES: dict[str, Callable[[DictConfig, Path, MetricsCallback | None], dict]] = {
-    "ssnet2d": train_ssnet2d,
+    "ssnet2d": train_ssnet2d, "vqvae2d": train_vqvae2d, "pixelcnn2d": train_pixelcnn2d, "vpsde2d": train_vpsde2d,
 }
 
 

@@ -1,0 +1,84 @@
+"""The variance-preserving SDE (Song et al. 2021; seeds 001 and 003), apart from any network.
+
+    dX_t = -1/2 beta(t) X_t dt + sqrt(beta(t)) dW_t,   beta(t) = beta_min + t (beta_max - beta_min),  t in [0, T]
+
+Marginal: p(X_t | X_0) = N(X_0 exp(-1/2 int_0^t beta), (1 - exp(-int_0^t beta)) I), so X_T ~ N(0, I).
+Reverse-time SDE: dX = [-1/2 beta X - beta grad log p_t(X)] dt + sqrt(beta) dW-bar; probability-flow
+ODE: dX/dt = -1/2 beta X - 1/2 beta grad log p_t(X). A *score function* is any callable
+``score(x, t) -> (B, ...)`` with ``t`` (B,) in (0, T].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, ..., 1) broadcastable against ``like``."""
+    return v.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+@dataclass(frozen=True)
+class VPSDE:
+    """Linear-beta VP-SDE; ``beta_min``/``beta_max`` per unit time, time horizon ``T``."""
+
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    T: float = 1.0
+
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def log_mean_coeff(self, t: torch.Tensor) -> torch.Tensor:
+        """-1/2 int_0^t beta(s) ds."""
+        return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+
+    def marginal(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean (B, ...), std (B,)) of p(X_t | X_0 = x0) for times ``t`` (B,)."""
+        lmc = self.log_mean_coeff(t)
+        return _expand(lmc.exp(), x0) * x0, torch.sqrt(-torch.expm1(2.0 * lmc))
+
+    def std(self, t: torch.Tensor) -> torch.Tensor:
+        """(B,) standard deviation of p(X_t | X_0)."""
+        return torch.sqrt(-torch.expm1(2.0 * self.log_mean_coeff(t)))
+
+    def perturb(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """A draw of X_t given X_0 = x0 with standard-normal ``noise``."""
+        mean, std = self.marginal(x0, t)
+        return mean + _expand(std, x0) * noise
+
+    def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return -0.5 * _expand(self.beta(t), x) * x
+
+    def diffusion(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(self.beta(t))
+
+    def prior_sample(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                     device: torch.device | str = "cpu") -> torch.Tensor:
+        """X_T ~ N(0, I)."""
+        return torch.randn(shape, generator=generator, device=device)
+
+    def reverse_drift(self, score: ScoreFn, x: torch.Tensor, t: torch.Tensor, ode: bool = False) -> torch.Tensor:
+        """f - g^2 score (reverse SDE) or f - 1/2 g^2 score (probability-flow ODE), in forward time."""
+        weight = 0.5 if ode else 1.0
+        return self.drift(x, t) - weight * _expand(self.beta(t), x) * score(x, t)
+
+
+def denoising_score_loss(sde: VPSDE, noise_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                         x0: torch.Tensor, eps: float = 1e-5, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Denoising score matching, t ~ U(eps, T), weighted by sigma_t^2 (Song et al.'s default).
+
+    With the network predicting the noise z of X_t = mu_t + sigma_t z (score = -z_hat / sigma_t),
+    sigma_t^2 || s - (-(X_t - mu_t) / sigma_t^2) ||^2 = || z_hat - z ||^2: seed 003's loss with
+    the usual weighting that keeps every t on one scale. Returns the batch mean (scalar).
+    """
+    b = x0.shape[0]
+    t = torch.rand(b, generator=generator, device="cpu").to(x0.device) * (sde.T - eps) + eps
+    z = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device)
+    z_hat = noise_model(sde.perturb(x0, t, z), t)
+    return ((z_hat - z) ** 2).reshape(b, -1).sum(dim=1).mean() / x0[0].numel()

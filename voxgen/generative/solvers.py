@@ -1,0 +1,91 @@
+"""Samplers of the reverse VP-SDE: Euler-Maruyama (seed 003), predictor-corrector, and the
+probability-flow ODE through torchdiffeq. Each takes any score function ``score(x, t)`` and
+returns (samples, number of score evaluations)."""
+
+from __future__ import annotations
+
+import torch
+from tqdm import tqdm
+
+from voxgen.generative.sde import VPSDE, ScoreFn, _expand
+
+FIXED_GRID = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
+MAX_ADAPTIVE_STEPS = 1000
+
+
+def _times(sde: VPSDE, steps: int, eps: float, device) -> torch.Tensor:
+    """t_i = T + (i - M) dt, i = M..1, dt = -(T - eps) / (M - 1): M times from T down to eps."""
+    return torch.linspace(sde.T, eps, steps, device=device)
+
+
+@torch.no_grad()
+def euler_maruyama(sde: VPSDE, score: ScoreFn, x: torch.Tensor, steps: int = 1000, eps: float = 1e-3,
+                   generator: torch.Generator | None = None, progress: bool = False) -> tuple[torch.Tensor, int]:
+    """Seed 003's sampler from X_T = ``x``: with dt = -(T - eps)/(M - 1) and M = ``steps``,
+
+        mu = X_{t_i} + [-1/2 beta(t_i) X_{t_i} - beta(t_i) s(X_{t_i}, t_i)] dt,
+        X_{t_{i-1}} = mu + z sqrt(-beta(t_i) dt),   z ~ N(0, I);
+
+    the last step returns mu (no noise added at t = eps). M score evaluations.
+    """
+    dt = -(sde.T - eps) / (steps - 1)
+    mean = x
+    for t in tqdm(_times(sde, steps, eps, x.device), desc="euler-maruyama", disable=not progress, leave=False):
+        tt = t.expand(x.shape[0])
+        mean = x + sde.reverse_drift(score, x, tt) * dt
+        noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
+        x = mean + _expand(torch.sqrt(sde.beta(tt) * -dt), x) * noise
+    return mean, steps
+
+
+@torch.no_grad()
+def predictor_corrector(sde: VPSDE, score: ScoreFn, x: torch.Tensor, steps: int = 1000, eps: float = 1e-3,
+                        snr: float = 0.16, corrector_steps: int = 1, generator: torch.Generator | None = None,
+                        progress: bool = False) -> tuple[torch.Tensor, int]:
+    """Song et al.'s PC sampler: a Langevin corrector (``corrector_steps`` per time, step size from
+    the signal-to-noise ratio ``snr``) followed by an Euler-Maruyama predictor step.
+    (1 + corrector_steps) score evaluations per time."""
+    dt = -(sde.T - eps) / (steps - 1)
+    mean = x
+    randn = lambda: torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
+    for t in tqdm(_times(sde, steps, eps, x.device), desc="predictor-corrector", disable=not progress, leave=False):
+        tt = t.expand(x.shape[0])
+        alpha = torch.exp(2.0 * sde.log_mean_coeff(tt))  # 1 - beta_i of the discrete chain
+        for _ in range(corrector_steps):
+            grad, z = score(x, tt), randn()
+            grad_norm = grad.reshape(len(x), -1).norm(dim=1).mean()
+            noise_norm = z.reshape(len(x), -1).norm(dim=1).mean()
+            step = 2 * alpha * (snr * noise_norm / grad_norm) ** 2
+            x = x + _expand(step, x) * grad + _expand(torch.sqrt(2 * step), x) * z
+        mean = x + sde.reverse_drift(score, x, tt) * dt
+        x = mean + _expand(torch.sqrt(sde.beta(tt) * -dt), x) * randn()
+    return mean, steps * (1 + corrector_steps)
+
+
+@torch.no_grad()
+def probability_flow(sde: VPSDE, score: ScoreFn, x: torch.Tensor, eps: float = 1e-3, method: str = "dopri5",
+                     steps: int = 100, rtol: float = 1e-4, atol: float = 1e-4,
+                     progress: bool = False) -> tuple[torch.Tensor, int]:
+    """Integrate the probability-flow ODE dX/dt = -1/2 beta (X + s(X, t)) from T to ``eps`` with
+    torchdiffeq: adaptive ``method`` (dopri5, bosh3, ...) with tolerances, or a fixed-grid one
+    (euler, midpoint, rk4) over ``steps`` intervals. Adaptive steps are never shorter than
+    (T - eps) / ``MAX_ADAPTIVE_STEPS``. Deterministic given X_T."""
+    from torchdiffeq import odeint
+
+    nfe = 0
+    bar = tqdm(desc=f"ode {method}", unit="nfe", disable=not progress, leave=False)
+
+    def velocity(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        nonlocal nfe
+        nfe += 1
+        bar.update()
+        return sde.reverse_drift(score, y, t.expand(y.shape[0]), ode=True)
+
+    span = torch.tensor([sde.T, eps], device=x.device, dtype=x.dtype)
+    if method in FIXED_GRID:
+        options, kwargs = {"step_size": (sde.T - eps) / steps}, {}
+    else:  # a floor on the adaptive step: a stiff stretch near t = eps costs steps, never an underflow
+        options, kwargs = {"min_step": (sde.T - eps) / MAX_ADAPTIVE_STEPS}, {"rtol": rtol, "atol": atol}
+    out = odeint(velocity, x, span, method=method, options=options, **kwargs)[-1]
+    bar.close()
+    return out, nfe

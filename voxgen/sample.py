@@ -1,0 +1,114 @@
+"""Sampling 2D crops from a trained generator run (``vpsde2d`` or ``pixelcnn2d``).
+
+Conditions: a particle name and momentum (MeV/c), or, where not given, pairs drawn from the
+run's training crops (``conditions.npz``), so an unconditioned request reproduces the
+training mix of species and momenta.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from voxgen.data.crops import CropSet
+from voxgen.errors import BadInput, ConfigError
+from voxgen.generative.conditioning import particle_pid
+from voxgen.io.atomic import atomic_path
+
+SAMPLEABLE = ("vpsde2d", "pixelcnn2d")
+
+
+@dataclass
+class Generated:
+    """``crops``: the samples as a CropSet (images MeV, no labels, the requested pid/momentum);
+    ``seconds`` wall time of sampling; ``nfe`` network evaluations per image."""
+
+    crops: CropSet
+    seconds: float
+    nfe: int
+
+
+def save_conditions(path: Path, pid: np.ndarray, momentum: np.ndarray) -> None:
+    """The training set's (pid, momentum) pairs, for unconditioned sampling requests."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, pid=np.asarray(pid, np.int64), momentum=np.nan_to_num(np.asarray(momentum, np.float32)))
+
+
+def conditions(run: Path, n: int, particle: str | None, momentum: float | None,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(pid (n,), momentum (n,) MeV/c): the request, completed by draws from the run's training pairs."""
+    with np.load(run / "conditions.npz") as table:
+        pids, moms = table["pid"], table["momentum"]
+    pid = np.full(n, particle_pid(particle)) if particle is not None else None
+    if pid is None:
+        pick = rng.integers(0, len(pids), n)
+        pid, drawn = pids[pick], moms[pick]
+    else:
+        pool = moms[pids == pid[0]]
+        drawn = rng.choice(pool, n) if len(pool) else np.full(n, 400.0, np.float32)
+    if momentum is not None:
+        if not momentum > 0:
+            raise ConfigError(f"cond.momentum: {momentum} MeV/c is not positive")
+        drawn = np.full(n, momentum, np.float32)
+    return pid.astype(np.int64), drawn.astype(np.float32)
+
+
+def run_folder(path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.is_dir() else path.parent.parent
+
+
+def generate(ckpt: str | Path, n: int, seed: int = 0, device: str = "auto", particle: str | None = None,
+             momentum: float | None = None, sampler: DictConfig | dict | None = None, steps: int | None = None,
+             batch_size: int = 250, progress: bool = True) -> Generated:
+    """``n`` crops from the run at ``ckpt`` (run folder or checkpoint). ``sampler`` overrides the
+    run's sampler settings (``steps`` overrides their number of steps). Deterministic for a seed."""
+    from voxgen.train.generators2d import charge_transform, decoder_transform, load_run_model
+
+    run = run_folder(ckpt)
+    if not (run / "config.yaml").is_file():
+        raise BadInput(f"{ckpt}: not a training run (no config.yaml)")
+    name = OmegaConf.load(run / "config.yaml").model.name
+    if name not in SAMPLEABLE:
+        raise BadInput(f"{ckpt}: a {name} run cannot sample (sampleable: {', '.join(SAMPLEABLE)}; "
+                       f"a VQ-VAE samples through its PixelCNN prior: voxgen train conf=pixelcnn2d)")
+    settings = OmegaConf.merge(OmegaConf.load(run / "config.yaml").sampler, sampler or {})
+    model, cfg = load_run_model(ckpt, name, device, use_ema=settings.get("ema", True))
+    if steps is not None:
+        settings.steps = steps
+    rng = np.random.default_rng(seed)
+    pid, mom = conditions(run, n, particle, momentum, rng)
+    gen = torch.Generator().manual_seed(seed)
+    start, images, nfe = time.perf_counter(), [], 0
+    if name == "vpsde2d":
+        from voxgen.models.score2d import SamplerConfig
+
+        options = {k: v for k, v in OmegaConf.to_container(settings).items() if k != "ema"}
+        transform, sample_cfg = charge_transform(cfg), SamplerConfig(**options)
+    else:
+        vqvae, vq_cfg = load_run_model(cfg.vqvae, "vqvae2d", device)
+        transform = decoder_transform(run_folder(cfg.vqvae), vq_cfg)
+        side = vq_cfg.data.size // 2 ** len(vq_cfg.model.enc_filters)
+        code_shape = (side, side)
+    for i in tqdm(range(0, n, batch_size), desc=f"sample {name}", unit="batch", disable=not progress):
+        p, m = torch.from_numpy(pid[i:i + batch_size]), torch.from_numpy(mom[i:i + batch_size])
+        with torch.no_grad():
+            if name == "vpsde2d":
+                x, nfe = model.sample(p, m, sample_cfg, size=cfg.data.size, generator=gen, progress=progress)
+            else:
+                codes = model.sample(p.to(next(model.parameters()).device), m.to(next(model.parameters()).device),
+                                     shape=code_shape, temperature=settings.temperature, guidance=settings.guidance,
+                                     generator=gen, progress=progress)
+                x, nfe = vqvae.decode(codes), code_shape[0] * code_shape[1] * (2 if settings.guidance else 1)
+            images.append(transform.to_charge(x)[:, 0].cpu().numpy())
+    seconds = time.perf_counter() - start
+    images = np.concatenate(images).astype(np.float32)
+    crops = CropSet(images, np.zeros(images.shape, np.int64), -np.ones(n, np.int64), pid, mom)
+    return Generated(crops, seconds, nfe)
