@@ -128,20 +128,21 @@ def plot_cost(cost: list[dict], path: Path) -> None:
 def plot_conditioning(cond: dict[str, dict], path: Path) -> None:
     fig = Figure(figsize=(9, 3.4), layout="constrained")
     ax_rate, ax_len = fig.subplots(1, 2)
-    labels, width = [], 0.8 / (1 + len(cond))
+    width = 0.8 / (1 + len(cond))
+    colours = dict(zip(["real", *cond], ["black", "tab:blue", "tab:red", "tab:green"]))
     for j, (name, c) in enumerate([("real", next(iter(cond.values())))] + list(cond.items())):
         key = "real" if name == "real" else "generated"
         rates = [c["species"][s][key]["track_dominated"] for s in ("muon", "electron")]
-        ax_rate.bar(np.arange(2) + j * width, rates, width, label=name)
+        ax_rate.bar(np.arange(2) + j * width, rates, width, label=name, color=colours[name])
     ax_rate.set_xticks(np.arange(2) + width * len(cond) / 2, ["muon requests", "electron requests"])
     ax_rate.set_ylabel("fraction track-dominated (SSNet)")
     ax_rate.legend(fontsize=8)
     first = next(iter(cond.values()))
     r = first["muon_length_real"]
-    ax_len.errorbar(r["centre"], r["mean"], r["sem"], fmt="ko-", label="real muon crops")
+    ax_len.errorbar(r["centre"], r["mean"], r["sem"], fmt="o-", color=colours["real"], label="real muon crops")
     for name, c in cond.items():
         g = c["muon_length_generated"]
-        ax_len.errorbar(g["centre"], g["mean"], g["sem"], fmt="o--", label=name)
+        ax_len.errorbar(g["centre"], g["mean"], g["sem"], fmt="o--", color=colours[name], label=name)
     ax_len.set_xlabel("muon momentum (MeV/c; requested for samples)")
     ax_len.set_ylabel("SSNet track length (pixels)")
     ax_len.legend(fontsize=8)
@@ -161,7 +162,7 @@ def write_report(out: Path, results: dict) -> None:
     for name, rows in results["progress"].items():
         if rows:
             lines += [f"## {name}: quality against training progress\n", head,
-                      f"| floor | " + " | ".join(f"{rows[0]['floor'][m]:.3g}" for m in METRICS) + f" | {results['real_track_share']:.3f} |"]
+                      "| floor | " + " | ".join(f"{rows[0]['floor'][m]:.3g}" for m in METRICS) + f" | {results['real_track_share']:.3f} |"]
             lines += [_row(f"epoch {r['epoch']}", r) for r in rows] + [""]
     lines += ["![progress](progress.png)\n"]
     if results["cost"]:

@@ -101,7 +101,7 @@ def train(cfg: DictConfig) -> dict:
 def sample(cfg: DictConfig) -> dict:
     """``cfg.n`` crops from the generator run ``cfg.ckpt`` into ``<out>/samples.npz`` (the crop-set
     format ``voxgen evaluate`` reads) and ``<out>/samples.png``; conditions from ``cfg.cond``."""
-    from voxgen.sample import generate, run_folder
+    from voxgen.sample import generate
     from voxgen.viz.display import crop_grid
 
     ckpt = required(cfg, "ckpt", "a trained run folder or checkpoint")

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from voxgen.config import from_node
 from voxgen.data.crops import CropSet, crop_sets

@@ -9,7 +9,6 @@ unchanged.
 from __future__ import annotations
 
 import csv
-import math
 import random
 import shutil
 import time
