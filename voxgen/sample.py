@@ -75,11 +75,12 @@ def generate(ckpt: str | Path, n: int, seed: int = 0, device: str = "auto", part
     run = run_folder(ckpt)
     if not (run / "config.yaml").is_file():
         raise BadInput(f"{ckpt}: not a training run (no config.yaml)")
-    name = OmegaConf.load(run / "config.yaml").model.name
+    run_cfg = OmegaConf.load(run / "config.yaml")
+    name = run_cfg.model.name
     if name not in SAMPLEABLE:
         raise BadInput(f"{ckpt}: a {name} run cannot sample (sampleable: {', '.join(SAMPLEABLE)}; "
                        f"a VQ-VAE samples through its PixelCNN prior: voxgen train conf=pixelcnn2d)")
-    settings = OmegaConf.merge(OmegaConf.load(run / "config.yaml").sampler, sampler or {})
+    settings = OmegaConf.merge(run_cfg.sampler, sampler or {})
     model, cfg = load_run_model(ckpt, name, device, use_ema=settings.get("ema", True))
     if steps is not None:
         settings.steps = steps
