@@ -20,6 +20,7 @@ from voxgen.data.crops import CropSet
 from voxgen.errors import BadInput, ConfigError
 from voxgen.generative.conditioning import particle_pid
 from voxgen.io.atomic import atomic_path
+from voxgen.train.loop import run_folder
 
 SAMPLEABLE = ("vpsde2d", "pixelcnn2d")
 
@@ -58,11 +59,6 @@ def conditions(run: Path, n: int, particle: str | None, momentum: float | None,
             raise ConfigError(f"cond.momentum: {momentum} MeV/c is not positive")
         drawn = np.full(n, momentum, np.float32)
     return pid.astype(np.int64), drawn.astype(np.float32)
-
-
-def run_folder(path: str | Path) -> Path:
-    path = Path(path)
-    return path if path.is_dir() else path.parent.parent
 
 
 def generate(ckpt: str | Path, n: int, seed: int = 0, device: str = "auto", particle: str | None = None,

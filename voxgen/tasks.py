@@ -104,7 +104,7 @@ def sample(cfg: DictConfig) -> dict:
     from voxgen.sample import generate
     from voxgen.viz.display import crop_grid
 
-    ckpt = required(cfg, "ckpt", "a trained run folder or checkpoint")
+    ckpt = cfg.ckpt
     if ckpt is None:
         raise ConfigError("missing required key 'ckpt' (a trained run: voxgen train conf=vpsde2d)")
     if cfg.n < 1:

@@ -39,7 +39,7 @@ def c2st_accuracy(x_ref: np.ndarray, x_cand: np.ndarray, seed: int = 0, folds: i
     if ref.shape[1] != cand.shape[1]:
         raise ValueError(f"c2st: feature sizes differ ({ref.shape[1]} vs {cand.shape[1]})")
     n = min(len(ref), len(cand))
-    if 2 * n < 2 * folds:
+    if n < folds:
         raise ValueError(f"c2st needs at least {folds} samples per set for {folds} folds, got {n}")
     x = np.concatenate([ref[rng.permutation(len(ref))[:n]], cand[rng.permutation(len(cand))[:n]]])
     y = np.concatenate([np.zeros(n), np.ones(n)])

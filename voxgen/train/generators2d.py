@@ -130,17 +130,17 @@ def train_vqvae2d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None
     transform = charge_transform(cfg)
     sets = crop_sets(cfg.data, ("train", "test"), out / "data", progress=trainer.progress)
     model = build_vqvae(cfg.model)
-    train(model, generator_batches(*model_space(sets["train"], transform), cfg.batch_size, trainer.seed, cfg.augment),
-          trainer, out, on_metrics)
+    train_set = model_space(sets["train"], transform)
+    train(model, generator_batches(*train_set, cfg.batch_size, trainer.seed, cfg.augment), trainer, out, on_metrics)
     model = load_weights(out / "checkpoints" / "last.pt", model, use_ema=trainer.ema_decay > 0)
     model.to(resolve_device(trainer.device)).eval()
-    threshold = calibrate_threshold(model, model_space(sets["train"], transform)[0][:2000], transform)
+    threshold = calibrate_threshold(model, train_set[0][:2000], transform)
     write_text_atomic(out / "calibration.json", json.dumps({"min_charge": threshold}) + "\n")
-    transform = decoder_transform(out, cfg)
+    decoded = replace(transform, min_charge=threshold)
     x_test = model_space(sets["test"], transform)[0]
-    scores = {**reconstruction_scores(model, x_test, transform, charge_transform(cfg)), "calibrated_min_charge": threshold}
+    scores = {**reconstruction_scores(model, x_test, decoded, transform), "calibrated_min_charge": threshold}
     with torch.no_grad():
-        rec = transform.to_charge(model.decode(model.encode(x_test[:8].to(next(model.parameters()).device)))).cpu()
+        rec = decoded.to_charge(model.decode(model.encode(x_test[:8].to(next(model.parameters()).device)))).cpu()
     crop_grid(np.concatenate([sets["test"].images[:8], rec[:, 0].numpy()]), out_png=out / "reconstructions.png")
     return _finish(out, {**scores, "train_crops": len(sets["train"]), "test_crops": len(sets["test"])})
 

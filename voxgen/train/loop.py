@@ -121,6 +121,12 @@ def save_checkpoint(path: Path, model, opt, schedule, ema, state: TrainState, cf
         torch.save(payload, tmp)
 
 
+def run_folder(path: str | Path) -> Path:
+    """The run folder of ``path``: the folder itself, or the run holding checkpoint ``path``."""
+    path = Path(path)
+    return path if path.is_dir() else path.parent.parent
+
+
 def locate_run(path: str | Path, name: str, label: str | None = None):
     """(checkpoint path, run config) of a ``voxgen train conf=<name>`` run, given its folder (its
     ``checkpoints/last.pt``) or one of its checkpoints; BadInput naming ``path`` otherwise."""
@@ -128,9 +134,8 @@ def locate_run(path: str | Path, name: str, label: str | None = None):
 
     from voxgen.errors import BadInput
 
-    path = Path(path)
-    run = path if path.is_dir() else path.parent.parent
-    ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
+    path, run = Path(path), run_folder(path)
+    ckpt = run / "checkpoints" / "last.pt" if path.is_dir() else path
     if not ckpt.is_file() or not (run / "config.yaml").is_file():
         raise BadInput(f"{path}: not a training run of {label or name} (need config.yaml and checkpoints/last.pt; "
                        f"train one with `voxgen train conf={name}`)")
@@ -232,7 +237,8 @@ def train(model: nn.Module, batches: Callable[[int], Iterable], cfg: TrainerConf
             running, running_n = {}, 0
         save_checkpoint(ckpt, model, opt, schedule, ema, state, cfg)
         if cfg.keep_epoch_checkpoints:
-            shutil.copyfile(ckpt, ckpt.with_name(f"epoch_{state.epoch:03d}.pt"))
+            with atomic_path(ckpt.with_name(f"epoch_{state.epoch:03d}.pt")) as tmp:
+                shutil.copyfile(ckpt, tmp)
     return last
 
 
