@@ -9,7 +9,7 @@ import torch
 from voxgen.data.transforms import ChargeTransform
 from voxgen.errors import ConfigError
 from voxgen.generative.conditioning import NULL_PID, ConditionEmbedding, drop_condition, particle_pid
-from voxgen.generative.sde import VPSDE, denoising_score_loss
+from voxgen.generative.sde import VPSDE, denoising_score_loss, noise_from_prediction
 from voxgen.generative.solvers import euler_maruyama, predictor_corrector, probability_flow
 from voxgen.models.score2d import SamplerConfig, ScoreModel2D
 
@@ -80,6 +80,23 @@ def test_denoising_loss_is_zero_for_the_true_noise_only():
     assert denoising_score_loss(SDE, lambda xt, tt: torch.zeros_like(xt), x0).item() == pytest.approx(1.0, abs=0.1)
 
 
+def test_v_prediction_oracle_recovers_the_noise():
+    """v = alpha z - sigma x0 scores 0 under the v loss, and converts back to exactly z."""
+    x0 = torch.randn(16, 1, 8, 8)
+
+    def v_oracle(xt, tt):
+        alpha, sigma = SDE.log_mean_coeff(tt).exp()[:, None, None, None], SDE.std(tt)[:, None, None, None]
+        z = (xt - alpha * x0) / sigma
+        return alpha * z - sigma * x0
+
+    g = torch.Generator().manual_seed(0)
+    assert denoising_score_loss(SDE, v_oracle, x0, prediction="v", generator=g).item() == pytest.approx(0.0, abs=1e-8)
+    t = torch.rand(16) * 0.99 + 0.01
+    z = torch.randn_like(x0)
+    xt = SDE.perturb(x0, t, z)
+    assert torch.allclose(noise_from_prediction(SDE, "v", v_oracle(xt, t), xt, t), z, atol=1e-4)
+
+
 def test_condition_embedding_and_particles():
     emb = ConditionEmbedding(16)
     pid = torch.tensor([NULL_PID, NULL_PID, 2, 2])
@@ -99,6 +116,18 @@ def test_charge_transform_round_trip():
     x = t.to_model(q)
     assert x[0] == -1.0 and x[-1] == 1.0 and torch.all(torch.diff(x) >= 0)
     assert torch.allclose(t.to_charge(x), torch.tensor([0.0, 0.0, 0.05, 0.7, 15.0, 30.0]), rtol=1e-5)
+
+
+def test_charge_transform_gap_keeps_empty_pixels_empty_under_noise():
+    t = ChargeTransform(scale=0.1, q_max=30.0, min_charge=0.05, gap=1.0)
+    q = torch.tensor([0.0, 0.05, 0.7, 15.0])
+    x = t.to_model(q)
+    assert x[0] == -1.0 and 0.0 < x[1] < 0.1 and x[-1] < 1.0
+    assert torch.allclose(t.to_charge(x), q, rtol=1e-5)
+    # noise of 0.3 in model space: empty pixels stay empty (0.14 would have lit them without the gap)
+    noisy = torch.full((1000,), -1.0) + 0.3 * torch.rand(1000)
+    assert (t.to_charge(noisy) == 0).all()
+    assert (ChargeTransform(gap=0.0).to_charge(noisy) > 0).float().mean() > 0.4
 
 
 def tiny_score_model() -> ScoreModel2D:

@@ -200,6 +200,7 @@ def main() -> None:
     ap.add_argument("--progress-steps", type=int, default=100, help="Euler-Maruyama steps for the progress study")
     ap.add_argument("--em-steps", type=int, nargs="+", default=[50, 200, 1000])
     ap.add_argument("--raw-weights", action="store_true", help="sample the VP-SDE's raw weights, not its EMA")
+    ap.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight of the conditioning study")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("docs/generators2d"))
     args = ap.parse_args()
@@ -218,7 +219,8 @@ def main() -> None:
         if run is None:
             continue
         results["progress"][name] = progress_study(ssnet, test.images, run, args.n, args.seed, sampler)
-        results["conditioning"][name] = conditioning_study(ssnet, test, run, args.n, args.seed, sampler)
+        guided = {**(sampler or {}), "guidance": args.guidance} if args.guidance else sampler
+        results["conditioning"][name] = conditioning_study(ssnet, test, run, args.n, args.seed, guided)
         last = results["progress"][name][-1]
         crop_grid(last.pop("images"), out_png=args.out / f"{name}_samples.png")
         results["grids"].append(name)

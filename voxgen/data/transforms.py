@@ -10,10 +10,13 @@ import torch
 
 @dataclass(frozen=True)
 class ChargeTransform:
-    """Pixel charge q (MeV) <-> model value x in [-1, 1]: x = 2 log1p(q/scale) / log1p(q_max/scale) - 1.
+    """Pixel charge q (MeV) <-> model value x in [-1, 1].
 
-    Empty pixels map to -1; charges above ``q_max`` are clipped (0.1% of simulated crop pixels
-    exceed 15 MeV). ``to_charge`` inverts and zeroes pixels below ``min_charge`` MeV, so
+    Empty pixels map to -1 and charged ones to x = -1 + gap + (2 - gap) log1p(q/scale) / log1p(q_max/scale),
+    so with ``gap`` > 0 an empty pixel sits ``gap`` below the faintest charge. A generator's
+    leftover noise then cannot light up an empty pixel: ``to_charge`` calls every value below the
+    middle of the gap (-1 + gap/2) empty. Charges above ``q_max`` are clipped (0.1% of simulated
+    crop pixels exceed 15 MeV). ``to_charge`` also zeroes pixels below ``min_charge`` MeV, so
     generated images are as sparse as real ones (real crops have ~3% of their charged pixels
     below 0.05 MeV).
     """
@@ -21,6 +24,7 @@ class ChargeTransform:
     scale: float = 0.1
     q_max: float = 30.0
     min_charge: float = 0.05
+    gap: float = 0.0
 
     @property
     def _log_max(self) -> float:
@@ -29,9 +33,12 @@ class ChargeTransform:
     def to_model(self, charge: torch.Tensor) -> torch.Tensor:
         """(…) MeV -> (…) in [-1, 1]."""
         q = charge.clamp(0.0, self.q_max)
-        return 2.0 * torch.log1p(q / self.scale) / self._log_max - 1.0
+        x = -1.0 + self.gap + (2.0 - self.gap) * torch.log1p(q / self.scale) / self._log_max
+        return torch.where(q > 0, x, torch.full_like(x, -1.0))
 
     def to_charge(self, x: torch.Tensor) -> torch.Tensor:
-        """(…) model values -> (…) MeV, thresholded at ``min_charge``."""
-        q = self.scale * torch.expm1((x.clamp(-1.0, 1.0) + 1.0) / 2.0 * self._log_max)
-        return torch.where(q >= self.min_charge, q, torch.zeros_like(q))
+        """(…) model values -> (…) MeV, thresholded at the gap's middle and at ``min_charge``."""
+        level = ((x.clamp(-1.0, 1.0) + 1.0 - self.gap) / (2.0 - self.gap)).clamp_min(0.0)
+        q = self.scale * torch.expm1(level * self._log_max)
+        charged = (q >= self.min_charge) & (x >= -1.0 + self.gap / 2)
+        return torch.where(charged, q, torch.zeros_like(q))

@@ -69,16 +69,39 @@ class VPSDE:
         return self.drift(x, t) - weight * _expand(self.beta(t), x) * score(x, t)
 
 
-def denoising_score_loss(sde: VPSDE, noise_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                         x0: torch.Tensor, eps: float = 1e-5, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Denoising score matching, t ~ U(eps, T), weighted by sigma_t^2 (Song et al.'s default).
+PREDICTIONS = ("noise", "v")
 
-    With the network predicting the noise z of X_t = mu_t + sigma_t z (score = -z_hat / sigma_t),
-    sigma_t^2 || s - (-(X_t - mu_t) / sigma_t^2) ||^2 = || z_hat - z ||^2: seed 003's loss with
-    the usual weighting that keeps every t on one scale. Returns the batch mean (scalar).
+
+def noise_from_prediction(sde: VPSDE, prediction: str, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The noise estimate z_hat of X_t = alpha_t X_0 + sigma_t z from a network output.
+
+    ``noise``: the output is z_hat. ``v`` (Salimans & Ho 2022): the output is v_hat, an estimate
+    of v = alpha_t z - sigma_t X_0, and z_hat = sigma_t X_t + alpha_t v_hat (alpha^2 + sigma^2 = 1).
+    With ``v`` the identity z ~ X_t of high t is built in, so a net's small errors there cannot
+    compound along a sampling trajectory.
+    """
+    if prediction == "noise":
+        return out
+    alpha, sigma = _expand(sde.log_mean_coeff(t).exp(), x_t), _expand(sde.std(t), x_t)
+    return sigma * x_t + alpha * out
+
+
+def denoising_score_loss(sde: VPSDE, network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                         x0: torch.Tensor, prediction: str = "noise", eps: float = 1e-5,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """Denoising score matching, t ~ U(eps, T); ``network(X_t, t)`` predicts ``prediction``.
+
+    ``noise``: || z_hat - z ||^2, which is sigma_t^2 || s - (-(X_t - mu_t) / sigma_t^2) ||^2 with the
+    score s = -z_hat / sigma_t: seed 003's loss with Song et al.'s weighting that keeps every t on
+    one scale. ``v``: || v_hat - v ||^2 = || z_hat - z ||^2 / alpha_t^2, which weights high t more
+    (the global layout of an image is decided there). Returns the batch mean (scalar).
     """
     b = x0.shape[0]
     t = torch.rand(b, generator=generator, device="cpu").to(x0.device) * (sde.T - eps) + eps
     z = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device)
-    z_hat = noise_model(sde.perturb(x0, t, z), t)
-    return ((z_hat - z) ** 2).reshape(b, -1).sum(dim=1).mean() / x0[0].numel()
+    out = network(sde.perturb(x0, t, z), t)
+    if prediction == "noise":
+        target = z
+    else:
+        target = _expand(sde.log_mean_coeff(t).exp(), x0) * z - _expand(sde.std(t), x0) * x0
+    return ((out - target) ** 2).reshape(b, -1).sum(dim=1).mean() / x0[0].numel()

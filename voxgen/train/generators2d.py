@@ -202,7 +202,8 @@ def build_score2d(m: DictConfig):
     from voxgen.models.score2d import ScoreModel2D
 
     return ScoreModel2D(VPSDE(m.sde.beta_min, m.sde.beta_max), base=m.base, mults=tuple(m.mults), blocks=m.blocks,
-                        emb_dim=m.emb_dim, dropout=m.dropout, p_uncond=m.p_uncond, patch=m.patch)
+                        emb_dim=m.emb_dim, dropout=m.dropout, p_uncond=m.p_uncond, patch=m.patch,
+                        prediction=m.prediction)
 
 
 def train_vpsde2d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None = None) -> dict:
