@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from voxgen.cli import main
-from voxgen.data.crops import CropSet, make_crop_set
+from voxgen.data.crops import CropSet
 from voxgen.evaluate import degrade
 from voxgen.evaluate.event_sets import evaluate_events
 from voxgen.evaluate.image_sets import BLIND, HEADLINE, degradation_curves, evaluate_images, reference_halves

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import make_event
 from voxgen.data import CropDataset, SparseEventDataset, WirePlaneDataset, collate_sparse_batch, open_split
 from voxgen.detector import PlaneGeometry
 from voxgen.errors import BadInput

@@ -247,6 +247,14 @@ def crop(event: Event, origin: np.ndarray, size: int) -> Event:
     return out
 
 
+def centred_crop(event: Event, size: int) -> Event:
+    """The ``size``^3 cube around the event's energy-weighted centre (kept inside the grid),
+    re-indexed to start at 0; voxels outside are dropped."""
+    centre = np.round(np.average(event.coords, axis=0, weights=np.maximum(event.energy, 1e-9))).astype(np.int64)
+    origin = np.clip(centre - size // 2, 0, max(event.grid - size, 0))
+    return crop(event, origin, size)
+
+
 def collate_sparse(events: list[Event], features: tuple[str, ...] = ("energy",)) -> tuple[np.ndarray, np.ndarray]:
     """Batch events into the sparse layout both sparse backends consume.
 

@@ -141,9 +141,14 @@ def evaluate(cfg: DictConfig) -> dict:
     else:
         from voxgen.evaluate.event_sets import evaluate_events
 
+        ssnet3d = None
+        if cfg.ssnet3d is not None:
+            from voxgen.models.ssnet3d import load_ssnet3d
+
+            ssnet3d = load_ssnet3d(cfg.ssnet3d, cfg.device)
         result = evaluate_events(open_events(ref_path), open_events(cand_path), n=cfg.n, seed=cfg.seed,
                                  n_pairs=cfg.n_pairs_events, names=(str(ref_path), str(cand_path)),
-                                 progress=cfg.progress)
+                                 progress=cfg.progress, ssnet3d=ssnet3d)
     report = write_report(out, result, curves, title=f"{cand_path.name} vs {ref_path.name}")
     print(summary_table(result))
     print(f"report: {report}")

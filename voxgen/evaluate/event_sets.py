@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from voxgen.detector.planes import PlaneGeometry, consistency_residual
 from voxgen.evaluate import distances, observables
-from voxgen.events import Event
+from voxgen.events import SEMANTIC_NAMES, Event
 from voxgen.views import wire_plane_images
 
 EVENT_OBSERVABLES = ("n_voxels", "total_energy", "extent_x", "extent_y", "extent_z", "pca_length", "dedx")
@@ -72,15 +72,26 @@ def _read(events: Sequence[Event], index: np.ndarray, name: str) -> list[Event]:
     return picked
 
 
+def ssnet3d_scores(features: dict[str, tuple[np.ndarray, np.ndarray]], ref: str, other: str) -> dict[str, float]:
+    """SSNet3D-FID (Frechet distance of pooled bottleneck features) and the KL divergence of each
+    class's per-event voxel fraction, ``other`` set against ``ref``."""
+    (fa, pa), (fb, pb) = features[ref], features[other]
+    out = {"ssnet3d_fid": distances.frechet_distance(fa, fb)}
+    for c, name in SEMANTIC_NAMES.items():
+        out[f"kl_{name}_fraction"] = distances.histogram_kl(pa[:, c], pb[:, c], np.linspace(0, 1, 21))
+    return out
+
+
 def evaluate_events(reference: Sequence[Event], candidate: Sequence[Event], n: int, seed: int = 0,
                     n_pairs: int = 100, names: tuple[str, str] = ("reference", "candidate"),
-                    progress: bool = True) -> dict:
+                    progress: bool = True, ssnet3d=None) -> dict:
     """{"n", "candidate": m(R1, C), "floor": m(R1, R2), "observables": {set: arrays}}.
 
     R1, R2: two disjoint random halves of ``reference`` of ``n`` events each (fewer when the
     reference has under 2n); C: ``n`` random candidate events. The picked events are read
     (``reference`` and ``candidate`` may be lazy readers) and validated; a bad one raises
-    ``BadInput`` naming ``names[k]`` and its index.
+    ``BadInput`` naming ``names[k]`` and its index. With an ``ssnet3d`` model the scores also
+    carry ``ssnet3d_scores``.
     """
     rng = np.random.default_rng(seed)
     n = min(n, len(reference) // 2, len(candidate))
@@ -92,7 +103,15 @@ def evaluate_events(reference: Sequence[Event], candidate: Sequence[Event], n: i
     c = _read(candidate, rng.permutation(len(candidate))[:n], names[1])
     obs = {name: describe_events(events, progress=progress) for name, events in
            (("reference", r1), ("heldout", r2), ("candidate", c))}
-    return {"kind": "events", "n": n,
-            "candidate": compare_events(obs["reference"], obs["candidate"], r1, c, seed, n_pairs),
-            "floor": compare_events(obs["reference"], obs["heldout"], r1, r2, seed, n_pairs),
-            "observables": obs}
+    result = {"kind": "events", "n": n,
+              "candidate": compare_events(obs["reference"], obs["candidate"], r1, c, seed, n_pairs),
+              "floor": compare_events(obs["reference"], obs["heldout"], r1, r2, seed, n_pairs),
+              "observables": obs}
+    if ssnet3d is not None:
+        from voxgen.models.ssnet3d import ssnet3d_features
+
+        features = {name: ssnet3d_features(ssnet3d, events) for name, events in
+                    (("reference", r1), ("heldout", r2), ("candidate", c))}
+        result["candidate"].update(ssnet3d_scores(features, "reference", "candidate"))
+        result["floor"].update(ssnet3d_scores(features, "reference", "heldout"))
+    return result
