@@ -138,3 +138,9 @@ def test_backends_agree_on_the_same_weights():
 def test_unknown_backend_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown"):
         get_backend("torchsparse")
+
+
+def test_match_coordinates_finds_rows_across_large_batches_and_grids():
+    reference = torch.tensor([[40, 767, 0, 5], [3, 1, 2, 3], [40, 767, 0, 6], [7, 0, 767, 767]]).int()
+    query = torch.tensor([[40, 767, 0, 6], [7, 0, 767, 767], [40, 767, 0, 5], [8, 0, 767, 767]]).int()
+    assert match_coordinates(query, reference).tolist() == [2, 3, 0, -1]

@@ -29,8 +29,9 @@ from torch import nn
 SparseTensor = Any  # the backend's own tensor type
 
 
-def coordinate_keys(coords: torch.Tensor, extent: int = 1 << 20) -> torch.Tensor:
-    """(N,) int64 keys of (batch, i, j, k) rows (N, 4), unique per voxel for indices in [0, extent)."""
+def coordinate_keys(coords: torch.Tensor, extent: int = 1 << 16) -> torch.Tensor:
+    """(N,) int64 keys of (batch, i, j, k) rows (N, 4), unique per voxel for indices in [0, extent)
+    and batch indices below 2^15."""
     c = coords.long()
     return ((c[:, 0] * extent + c[:, 1]) * extent + c[:, 2]) * extent + c[:, 3]
 
