@@ -59,7 +59,7 @@ def trained(tmp_path_factory):
 
 def test_ssnet3d_learns_tracks_from_blobs(trained):
     model, events, first = trained
-    scores = segmentation_scores_3d(model, events[40:])
+    scores = segmentation_scores_3d(events[40:], predict_events(model, events[40:])[0])
     assert model.loss(sparse_batch(events[40:]))["loss"].item() < 0.5 * first
     assert scores["track_recall"] > 0.8 and scores["shower_recall"] > 0.8
     labels, features = predict_events(model, events[40:], batch_size=3)

@@ -38,10 +38,13 @@ class VPSDE:
         """-1/2 int_0^t beta(s) ds."""
         return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
 
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        """(B,) mean coefficient alpha_t of p(X_t | X_0) = N(alpha_t X_0, sigma_t^2 I)."""
+        return self.log_mean_coeff(t).exp()
+
     def marginal(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean (B, ...), std (B,)) of p(X_t | X_0 = x0) for times ``t`` (B,)."""
-        lmc = self.log_mean_coeff(t)
-        return _expand(lmc.exp(), x0) * x0, torch.sqrt(-torch.expm1(2.0 * lmc))
+        return _expand(self.alpha(t), x0) * x0, self.std(t)
 
     def std(self, t: torch.Tensor) -> torch.Tensor:
         """(B,) standard deviation of p(X_t | X_0)."""
@@ -82,8 +85,7 @@ def noise_from_prediction(sde: VPSDE, prediction: str, out: torch.Tensor, x_t: t
     """
     if prediction == "noise":
         return out
-    alpha, sigma = _expand(sde.log_mean_coeff(t).exp(), x_t), _expand(sde.std(t), x_t)
-    return sigma * x_t + alpha * out
+    return _expand(sde.std(t), x_t) * x_t + _expand(sde.alpha(t), x_t) * out
 
 
 def denoising_score_loss(sde: VPSDE, network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -103,5 +105,5 @@ def denoising_score_loss(sde: VPSDE, network: Callable[[torch.Tensor, torch.Tens
     if prediction == "noise":
         target = z
     else:
-        target = _expand(sde.log_mean_coeff(t).exp(), x0) * z - _expand(sde.std(t), x0) * x0
+        target = _expand(sde.alpha(t), x0) * z - _expand(sde.std(t), x0) * x0
     return ((out - target) ** 2).reshape(b, -1).sum(dim=1).mean() / x0[0].numel()

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from voxgen.events import SEMANTIC_NAMES, Event, collate_sparse
+from voxgen.events import SEMANTIC_NAMES, Event, centred_crop, collate_sparse
 from voxgen.nn.sparse import get_backend, match_coordinates
 from voxgen.nn.sparse.unet import SparseUNet
 
@@ -76,21 +76,22 @@ def predict_events(model: SSNet3D, events: Sequence[Event], batch_size: int = 8)
     return labels, np.concatenate(features) if features else np.zeros((0, model.widths[-1]), np.float32)
 
 
+def build_ssnet3d(m) -> SSNet3D:
+    """SSNet3D from its ``model`` config node (``conf/model/ssnet3d.yaml``)."""
+    return SSNet3D(backend=m.backend, widths=tuple(m.widths), blocks=m.blocks, grid=m.grid, energy_scale=m.energy_scale,
+                   class_weights=tuple(m.class_weights) if m.class_weights else None)
+
+
 def load_ssnet3d(path, device: str = "auto") -> SSNet3D:
     """SSNet3D from a training run folder (or one of its checkpoints), EMA weights if any."""
     from voxgen.train.loop import load_weights, locate_run, resolve_device
 
     ckpt, cfg = locate_run(path, "ssnet3d", "SSNet3D")
-    m = cfg.model
-    model = SSNet3D(backend=m.backend, widths=tuple(m.widths), blocks=m.blocks, grid=m.grid, energy_scale=m.energy_scale,
-                    class_weights=tuple(m.class_weights) if m.class_weights else None)
-    return load_weights(ckpt, model).to(resolve_device(device)).eval()
+    return load_weights(ckpt, build_ssnet3d(cfg.model)).to(resolve_device(device)).eval()
 
 
 def ssnet3d_features(model: SSNet3D, events: Sequence[Event]) -> tuple[np.ndarray, np.ndarray]:
     """(event features (E, C), class fractions (E, 5)) of events, each cropped to the model's grid."""
-    from voxgen.events import centred_crop
-
     crops = [centred_crop(e, model.grid) for e in events]
     labels, features = predict_events(model, crops)
     fractions = np.stack([np.bincount(lab, minlength=N_CLASSES) / max(len(lab), 1) for lab in labels])

@@ -16,7 +16,7 @@ from voxgen.config import from_node
 from voxgen.data.crops import event_splits
 from voxgen.events import SEMANTIC_NAMES, Clusters, Event, centred_crop
 from voxgen.io.atomic import write_text_atomic
-from voxgen.models.ssnet3d import N_CLASSES, SSNet3D, predict_events, sparse_batch
+from voxgen.models.ssnet3d import N_CLASSES, build_ssnet3d, predict_events, sparse_batch
 from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, resolve_device, train
 
 
@@ -57,9 +57,9 @@ def event_batches(events: list[Event], batch_size: int, seed: int, size: int, au
     return batches
 
 
-def segmentation_scores_3d(model: SSNet3D, events: list[Event]) -> dict:
-    """Voxel accuracy, per-class recall and the confusion matrix (true x predicted) on ``events``."""
-    predicted, _ = predict_events(model, events)
+def segmentation_scores_3d(events: list[Event], predicted: list[np.ndarray]) -> dict:
+    """Voxel accuracy, per-class recall and the confusion matrix (true x predicted) of the
+    per-voxel class ``predicted`` for each of ``events`` (``predict_events``)."""
     confusion = np.zeros((N_CLASSES, N_CLASSES), np.int64)
     for event, pred in zip(events, predicted):
         known = event.semantic >= 0
@@ -78,15 +78,13 @@ def train_ssnet3d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None
     size = cfg.model.grid
     train_events = event_crops(cfg.data, "train", size, trainer.progress)
     test_events = event_crops(cfg.data, "test", size, trainer.progress)
-    model = SSNet3D(backend=cfg.model.backend, widths=tuple(cfg.model.widths), blocks=cfg.model.blocks,
-                    grid=size, energy_scale=cfg.model.energy_scale,
-                    class_weights=tuple(cfg.model.class_weights) if cfg.model.class_weights else None)
+    model = build_ssnet3d(cfg.model)
     last = train(model, event_batches(train_events, cfg.batch_size, trainer.seed, size, cfg.augment), trainer, out, on_metrics)
     model = load_weights(out / "checkpoints" / "last.pt", model, use_ema=trainer.ema_decay > 0)
     model.to(resolve_device(trainer.device)).eval()
-    scores = segmentation_scores_3d(model, test_events)
+    predicted, _ = predict_events(model, test_events)
+    scores = segmentation_scores_3d(test_events, predicted)
     shown = test_events[0]
-    predicted, _ = predict_events(model, [shown])
     by_class = Clusters.build(semantic=np.arange(N_CLASSES), pid=np.full(N_CLASSES, -1))
     show_event(shown, out / "test_truth.png", title="held-out event: true labels")
     show_event(replace(shown, cluster=predicted[0], clusters=by_class), out / "test_prediction.png",
