@@ -10,8 +10,8 @@ from voxgen.data.transforms import ChargeTransform
 from voxgen.errors import ConfigError
 from voxgen.generative.conditioning import NULL_PID, ConditionEmbedding, drop_condition, particle_pid
 from voxgen.generative.sde import VPSDE, denoising_score_loss, noise_from_prediction
-from voxgen.generative.solvers import euler_maruyama, predictor_corrector, probability_flow
-from voxgen.models.score2d import SamplerConfig, ScoreModel2D
+from voxgen.generative.solvers import SamplerConfig, euler_maruyama, predictor_corrector, probability_flow
+from voxgen.models.score2d import ScoreModel2D
 
 SDE = VPSDE(0.1, 20.0)
 DATA_MEAN, DATA_STD = 2.0, 0.5

@@ -1,4 +1,5 @@
-"""Sampling 2D crops from a trained generator run (``vpsde2d`` or ``pixelcnn2d``).
+"""Sampling from a trained generator run: 2D crops (``vpsde2d``, ``pixelcnn2d``) or 3D events
+(``flowmatch3d``, ``diffusion3d``).
 
 Conditions: a particle name and momentum (MeV/c), or, where not given, pairs drawn from the
 run's training crops (``conditions.npz``), so an unconditioned request reproduces the
@@ -18,11 +19,13 @@ from tqdm import tqdm
 
 from voxgen.data.crops import CropSet
 from voxgen.errors import BadInput, ConfigError
+from voxgen.events import Event, Particle
 from voxgen.generative.conditioning import particle_pid
 from voxgen.io.atomic import atomic_path
 from voxgen.train.loop import run_folder
 
-SAMPLEABLE = ("vpsde2d", "pixelcnn2d")
+GENERATORS_3D = ("flowmatch3d", "diffusion3d")
+SAMPLEABLE = ("vpsde2d", "pixelcnn2d", *GENERATORS_3D)
 
 
 @dataclass
@@ -61,13 +64,8 @@ def conditions(run: Path, n: int, particle: str | None, momentum: float | None,
     return pid.astype(np.int64), drawn.astype(np.float32)
 
 
-def generate(ckpt: str | Path, n: int, seed: int = 0, device: str = "auto", particle: str | None = None,
-             momentum: float | None = None, sampler: DictConfig | dict | None = None, steps: int | None = None,
-             batch_size: int = 250, progress: bool = True) -> Generated:
-    """``n`` crops from the run at ``ckpt`` (run folder or checkpoint). ``sampler`` overrides the
-    run's sampler settings (``steps`` overrides their number of steps). Deterministic for a seed."""
-    from voxgen.train.generators2d import charge_transform, decoder_transform, load_run_model
-
+def sampleable_run(ckpt: str | Path) -> tuple[Path, DictConfig]:
+    """(run folder, run config) of a generator run; BadInput naming ``ckpt`` otherwise."""
     run = run_folder(ckpt)
     if not (run / "config.yaml").is_file():
         raise BadInput(f"{ckpt}: not a training run (no config.yaml)")
@@ -76,6 +74,24 @@ def generate(ckpt: str | Path, n: int, seed: int = 0, device: str = "auto", part
     if name not in SAMPLEABLE:
         raise BadInput(f"{ckpt}: a {name} run cannot sample (sampleable: {', '.join(SAMPLEABLE)}; "
                        f"a VQ-VAE samples through its PixelCNN prior: voxgen train conf=pixelcnn2d)")
+    return run, run_cfg
+
+
+def generate(ckpt: str | Path, n: int, seed: int = 0, device: str = "auto", particle: str | None = None,
+             momentum: float | None = None, sampler: DictConfig | dict | None = None, steps: int | None = None,
+             batch_size: int = 250, progress: bool = True) -> Generated:
+    """``n`` crops from the run at ``ckpt`` (run folder or checkpoint). ``sampler`` overrides the
+    run's sampler settings (``steps`` overrides their number of steps). Deterministic for a seed."""
+    from voxgen.train.generators2d import (
+        charge_transform,
+        decoder_transform,
+        load_run_model,
+    )
+
+    run, run_cfg = sampleable_run(ckpt)
+    name = run_cfg.model.name
+    if name in GENERATORS_3D:
+        raise BadInput(f"{ckpt}: a {name} run samples events (generate_events), not crops")
     settings = OmegaConf.merge(run_cfg.sampler, sampler or {})
     model, cfg = load_run_model(ckpt, name, device, use_ema=settings.get("ema", True))
     if steps is not None:
@@ -85,7 +101,7 @@ def generate(ckpt: str | Path, n: int, seed: int = 0, device: str = "auto", part
     gen = torch.Generator().manual_seed(seed)
     start, images, nfe = time.perf_counter(), [], 0
     if name == "vpsde2d":
-        from voxgen.models.score2d import SamplerConfig
+        from voxgen.generative.solvers import SamplerConfig
 
         options = {k: v for k, v in OmegaConf.to_container(settings).items() if k != "ema"}
         transform, sample_cfg = charge_transform(cfg), SamplerConfig(**options)
@@ -109,3 +125,48 @@ def generate(ckpt: str | Path, n: int, seed: int = 0, device: str = "auto", part
     images = np.concatenate(images).astype(np.float32)
     crops = CropSet(images, np.zeros(images.shape, np.int64), -np.ones(n, np.int64), pid, mom)
     return Generated(crops, seconds, nfe)
+
+
+@dataclass
+class GeneratedEvents:
+    """``events``: the samples (voxels on the autoencoder's crop grid, the requested pid/momentum
+    as their particle truth); ``seconds`` wall time; ``nfe`` network evaluations per event."""
+
+    events: list[Event]
+    seconds: float
+    nfe: int
+
+
+def sample_events(model, autoencoder, pid: np.ndarray, momentum: np.ndarray, sampler, seed: int = 0,
+                  batch_size: int = 50, progress: bool = True) -> GeneratedEvents:
+    """One event per condition (``pid`` (n,), ``momentum`` (n,) MeV/c): latents from the latent
+    generator ``model`` under ``sampler``, decoded by ``autoencoder``. Deterministic for a seed."""
+    gen = torch.Generator().manual_seed(seed)
+    device = next(autoencoder.parameters()).device
+    start, events, nfe = time.perf_counter(), [], 0
+    for i in tqdm(range(0, len(pid), batch_size), desc="sample events", unit="batch", disable=not progress):
+        p, m = torch.from_numpy(pid[i:i + batch_size]), torch.from_numpy(momentum[i:i + batch_size])
+        z, nfe = model.sample(p, m, sampler, generator=gen, progress=progress)
+        decoded = autoencoder.decode(z.to(device))
+        nan3 = (float("nan"),) * 3
+        events += [Event(c, e, particles=[Particle(int(a), float(b), nan3, nan3)], grid=autoencoder.grid)
+                   for c, e, a, b in zip(decoded.coords, decoded.energy, p.tolist(), m.tolist())]
+    return GeneratedEvents(events, time.perf_counter() - start, nfe)
+
+
+def generate_events(ckpt: str | Path, n: int, seed: int = 0, device: str = "auto", particle: str | None = None,
+                    momentum: float | None = None, sampler: DictConfig | dict | None = None,
+                    progress: bool = True) -> GeneratedEvents:
+    """``n`` events from the 3D generator run at ``ckpt``; ``sampler`` overrides the run's
+    sampler settings; conditions as in ``conditions``."""
+    from voxgen.models.latent3d import sampler_config
+    from voxgen.train.generators3d import load_generator
+
+    run, run_cfg = sampleable_run(ckpt)
+    if run_cfg.model.name not in GENERATORS_3D:
+        raise BadInput(f"{ckpt}: a {run_cfg.model.name} run samples crops (generate), not events")
+    settings = OmegaConf.merge(run_cfg.sampler, sampler or {})
+    model, ae, cfg = load_generator(ckpt, device, use_ema=settings.get("ema", True))
+    pid, mom = conditions(run, n, particle, momentum, np.random.default_rng(seed))
+    return sample_events(model, ae, pid, mom, sampler_config(cfg.model.process, OmegaConf.to_container(settings)),
+                         seed, progress=progress)

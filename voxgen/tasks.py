@@ -99,19 +99,22 @@ def train(cfg: DictConfig) -> dict:
 
 
 def sample(cfg: DictConfig) -> dict:
-    """``cfg.n`` crops from the generator run ``cfg.ckpt`` into ``<out>/samples.npz`` (the crop-set
-    format ``voxgen evaluate`` reads) and ``<out>/samples.png``; conditions from ``cfg.cond``."""
-    from voxgen.sample import generate
+    """``cfg.n`` samples from the generator run ``cfg.ckpt``, conditions from ``cfg.cond``: crops
+    into ``<out>/samples.npz`` (the crop-set format ``voxgen evaluate`` reads) and
+    ``<out>/samples.png``, or events into ``<out>/events.parquet`` / ``events.h5`` (``cfg.format``)."""
+    from voxgen.sample import GENERATORS_3D, generate, sampleable_run
     from voxgen.viz.display import crop_grid
 
     ckpt = cfg.ckpt
     if ckpt is None:
-        raise ConfigError("missing required key 'ckpt' (a trained run: voxgen train conf=vpsde2d)")
+        raise ConfigError(f"missing required key 'ckpt' (a trained run: voxgen train conf={cfg.model.name})")
     if cfg.n < 1:
-        raise ConfigError(f"n: {cfg.n} images asked for; need at least 1")
+        raise ConfigError(f"n: {cfg.n} samples asked for; need at least 1")
     out = Path(cfg.out)
     if (out / "checkpoints").is_dir():  # never write over a training run's own record
         out = out / "samples"
+    if sampleable_run(ckpt)[1].model.name in GENERATORS_3D:
+        return _sample_events(cfg, out)
     result = generate(ckpt, cfg.n, seed=cfg.seed, device=cfg.trainer.device, particle=cfg.cond.particle,
                       momentum=cfg.cond.momentum, sampler=cfg.sampler, progress=cfg.trainer.progress)
     npz = result.crops.save(out / "samples.npz")
@@ -121,6 +124,26 @@ def sample(cfg: DictConfig) -> dict:
                "charged_pixels_per_image": float((result.crops.images > 0).sum() / cfg.n)}
     write_run_record(out, "sample", cfg, figures, inputs=[str(ckpt)], outputs=[str(npz), str(png)])
     print(f"wrote {cfg.n} samples to {npz} ({figures['seconds']} s, {result.nfe} network evaluations per image)")
+    return figures
+
+
+def _sample_events(cfg: DictConfig, out: Path) -> dict:
+    """``sample`` for a 3D generator run: events in ``cfg.format`` and the first one displayed."""
+    from voxgen.io.export import export_events
+    from voxgen.sample import generate_events
+    from voxgen.viz.display import show_event
+
+    if cfg.format not in ("parquet", "h5"):
+        raise ConfigError(f"format: '{cfg.format}' is not an event format for sampling (parquet, h5)")
+    result = generate_events(cfg.ckpt, cfg.n, seed=cfg.seed, device=cfg.trainer.device, particle=cfg.cond.particle,
+                             momentum=cfg.cond.momentum, sampler=cfg.sampler, progress=cfg.trainer.progress)
+    written = export_events(result.events, out / f"events.{cfg.format}", cfg.format)
+    png = show_event(result.events[0], out / "event_000.png", title="generated event 0")
+    n_voxels = [len(e) for e in result.events]
+    figures = {"n": cfg.n, "seconds": round(result.seconds, 3), "seconds_per_event": result.seconds / cfg.n,
+               "network_evaluations_per_event": result.nfe, "voxels_per_event": float(np.mean(n_voxels))}
+    write_run_record(out, "sample", cfg, figures, inputs=[str(cfg.ckpt)], outputs=[str(p) for p in written] + [str(png)])
+    print(f"wrote {cfg.n} events to {written[0]} ({figures['seconds']} s, {result.nfe} network evaluations per event)")
     return figures
 
 

@@ -4,13 +4,43 @@ returns (samples, number of score evaluations)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from tqdm import tqdm
 
+from voxgen.errors import ConfigError
 from voxgen.generative.sde import VPSDE, ScoreFn, _expand
 
 FIXED_GRID = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
 MAX_ADAPTIVE_STEPS = 1000
+
+
+SAMPLERS = ("euler_maruyama", "predictor_corrector", "ode")
+
+
+@dataclass
+class SamplerConfig:
+    """How to solve the reverse process: ``method`` one of ``SAMPLERS``; ``steps`` time steps
+    (fixed-grid ODE methods too); ``eps`` final time (seed 003: 1e-3); ``guidance`` CFG weight w
+    (z = (1 + w) z_cond - w z_uncond; 0 = plain conditional); ``snr``/``corrector_steps`` for
+    predictor-corrector; ``ode_method``/``rtol``/``atol`` for torchdiffeq."""
+
+    method: str = "euler_maruyama"
+    steps: int = 1000
+    eps: float = 1e-3
+    guidance: float = 0.0
+    snr: float = 0.16
+    corrector_steps: int = 1
+    ode_method: str = "dopri5"
+    rtol: float = 1e-4
+    atol: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.method not in SAMPLERS:
+            raise ConfigError(f"sampler.method: unknown sampler '{self.method}' ({', '.join(SAMPLERS)})")
+        if self.steps < 2:
+            raise ConfigError(f"sampler.steps: {self.steps} < 2")
 
 
 def _times(sde: VPSDE, steps: int, eps: float, device) -> torch.Tensor:
@@ -89,3 +119,15 @@ def probability_flow(sde: VPSDE, score: ScoreFn, x: torch.Tensor, eps: float = 1
     out = odeint(velocity, x, span, method=method, options=options, **kwargs)[-1]
     bar.close()
     return out, nfe
+
+
+def solve_reverse(sde: VPSDE, score: ScoreFn, x: torch.Tensor, sampler: SamplerConfig,
+                  generator: torch.Generator | None = None, progress: bool = False) -> tuple[torch.Tensor, int]:
+    """(X at t = eps, score evaluations): the reverse process from X_T = ``x`` by ``sampler.method``."""
+    if sampler.method == "euler_maruyama":
+        return euler_maruyama(sde, score, x, sampler.steps, sampler.eps, generator, progress)
+    if sampler.method == "predictor_corrector":
+        return predictor_corrector(sde, score, x, sampler.steps, sampler.eps, sampler.snr, sampler.corrector_steps,
+                                   generator, progress)
+    return probability_flow(sde, score, x, sampler.eps, sampler.ode_method, sampler.steps, sampler.rtol, sampler.atol,
+                            progress)

@@ -8,8 +8,6 @@ Images live in model space x in [-1, 1] (``voxgen.data.transforms.ChargeTransfor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,37 +16,12 @@ from voxgen.errors import ConfigError
 from voxgen.generative import solvers
 from voxgen.generative.conditioning import NULL_PID, ConditionEmbedding, drop_condition
 from voxgen.generative.sde import PREDICTIONS, VPSDE, ScoreFn, _expand, denoising_score_loss, noise_from_prediction
-from voxgen.nn.cond_unet2d import CondUNet2d, FourierTime
-
-SAMPLERS = ("euler_maruyama", "predictor_corrector", "ode")
-
-
-@dataclass
-class SamplerConfig:
-    """How to solve the reverse process: ``method`` one of ``SAMPLERS``; ``steps`` time steps
-    (fixed-grid ODE methods too); ``eps`` final time (seed 003: 1e-3); ``guidance`` CFG weight w
-    (z = (1 + w) z_cond - w z_uncond; 0 = plain conditional); ``snr``/``corrector_steps`` for
-    predictor-corrector; ``ode_method``/``rtol``/``atol`` for torchdiffeq."""
-
-    method: str = "euler_maruyama"
-    steps: int = 1000
-    eps: float = 1e-3
-    guidance: float = 0.0
-    snr: float = 0.16
-    corrector_steps: int = 1
-    ode_method: str = "dopri5"
-    rtol: float = 1e-4
-    atol: float = 1e-4
-
-    def __post_init__(self) -> None:
-        if self.method not in SAMPLERS:
-            raise ConfigError(f"sampler.method: unknown sampler '{self.method}' ({', '.join(SAMPLERS)})")
-        if self.steps < 2:
-            raise ConfigError(f"sampler.steps: {self.steps} < 2")
+from voxgen.generative.solvers import SamplerConfig
+from voxgen.nn.cond_unet import CondUNet, FourierTime
 
 
 class ScoreModel2D(nn.Module):
-    """``CondUNet2d`` noise (or v) predictor on a ``VPSDE``; ``p_uncond`` of training conditions are
+    """``CondUNet`` noise (or v) predictor on a ``VPSDE``; ``p_uncond`` of training conditions are
     dropped to the null condition so one network gives both terms of classifier-free guidance."""
 
     def __init__(self, sde: VPSDE, base: int = 32, mults: tuple[int, ...] = (1, 2, 2, 2), blocks: int = 1,
@@ -63,7 +36,7 @@ class ScoreModel2D(nn.Module):
         self.patch = patch
         self.time = nn.Sequential(FourierTime(emb_dim), nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.cond = ConditionEmbedding(emb_dim)
-        self.net = CondUNet2d(patch**2, patch**2, base=base, mults=tuple(mults), blocks=blocks, emb_dim=emb_dim, dropout=dropout)
+        self.net = CondUNet(patch**2, patch**2, base=base, mults=tuple(mults), blocks=blocks, emb_dim=emb_dim, dropout=dropout)
 
     def network(self, x: torch.Tensor, t: torch.Tensor, pid: torch.Tensor, momentum: torch.Tensor) -> torch.Tensor:
         """The U-Net's prediction (B, 1, H, W) (z or v) for X_t = ``x`` (B, 1, H, W) at times ``t`` (B,).
@@ -108,13 +81,5 @@ class ScoreModel2D(nn.Module):
         device = next(self.parameters()).device
         pid, momentum = pid.to(device), momentum.to(device).float()
         x = self.sde.prior_sample((len(pid), 1, size, size), generator, "cpu").to(device)
-        score = self.score_fn(pid, momentum, sampler.guidance)
-        if sampler.method == "euler_maruyama":
-            x, nfe = solvers.euler_maruyama(self.sde, score, x, sampler.steps, sampler.eps, generator, progress)
-        elif sampler.method == "predictor_corrector":
-            x, nfe = solvers.predictor_corrector(self.sde, score, x, sampler.steps, sampler.eps, sampler.snr,
-                                                 sampler.corrector_steps, generator, progress)
-        else:
-            x, nfe = solvers.probability_flow(self.sde, score, x, sampler.eps, sampler.ode_method, sampler.steps,
-                                              sampler.rtol, sampler.atol, progress)
+        x, nfe = solvers.solve_reverse(self.sde, self.score_fn(pid, momentum, sampler.guidance), x, sampler, generator, progress)
         return x.clamp(-1.0, 1.0), nfe * (2 if sampler.guidance else 1)

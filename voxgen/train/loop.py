@@ -190,7 +190,7 @@ def train(model: nn.Module, batches: Callable[[int], Iterable], cfg: TrainerConf
 
     log_path = out / "metrics.csv"
     out.mkdir(parents=True, exist_ok=True)
-    last: dict = {}
+    last = _last_row(log_path)  # a run resumed after its last epoch still reports its figures
     running: dict[str, float] = {}
     running_n = 0
     t_start = time.perf_counter()
@@ -240,6 +240,15 @@ def train(model: nn.Module, batches: Callable[[int], Iterable], cfg: TrainerConf
             with atomic_path(ckpt.with_name(f"epoch_{state.epoch:03d}.pt")) as tmp:
                 shutil.copyfile(ckpt, tmp)
     return last
+
+
+def _last_row(path: Path) -> dict:
+    """The last row of a metrics CSV as numbers ({} when there is none)."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: float(v) for k, v in rows[-1].items() if v not in ("", None)} if rows else {}
 
 
 def _log(path: Path, state: TrainState, running: dict, n: int, opt, t_start: float,

@@ -18,8 +18,9 @@ from voxgen.config import from_node
 from voxgen.data.crops import CropSet, augment, crop_sets
 from voxgen.io.atomic import write_text_atomic
 from voxgen.train.generators2d import train_pixelcnn2d, train_vpsde2d, train_vqvae2d
-from voxgen.train.ssnet3d import train_ssnet3d
+from voxgen.train.generators3d import train_autoencoder3d, train_latent3d
 from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, resolve_device, train
+from voxgen.train.ssnet3d import train_ssnet3d
 
 
 def crop_batches(crops: CropSet, batch_size: int, seed: int, augmented: bool) -> Callable[[int], object]:
@@ -80,7 +81,7 @@ def train_ssnet2d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None
 
 RECIPES: dict[str, Callable[[DictConfig, Path, MetricsCallback | None], dict]] = {
     "ssnet2d": train_ssnet2d, "vqvae2d": train_vqvae2d, "pixelcnn2d": train_pixelcnn2d, "vpsde2d": train_vpsde2d,
-    "ssnet3d": train_ssnet3d,
+    "ssnet3d": train_ssnet3d, "autoencoder3d": train_autoencoder3d, "flowmatch3d": train_latent3d, "diffusion3d": train_latent3d,
 }
 
 

@@ -77,8 +77,10 @@ class SparseBackend(ABC):
     # ---- tensors
     @abstractmethod
     def tensor(self, feats: torch.Tensor, coords: torch.Tensor, spatial_shape: tuple[int, int, int],
-               batch_size: int) -> SparseTensor:
-        """A level-0 sparse tensor from ``feats`` (N, C) and ``coords`` (N, 4) (batch, i, j, k)."""
+               batch_size: int, stride: int = 1) -> SparseTensor:
+        """A sparse tensor from ``feats`` (N, C) and ``coords`` (N, 4) (batch, i, j, k) on a grid of
+        ``spatial_shape``, at the level of a network ``stride`` (a power of 2) times coarser than
+        its input, so generative transposed convolutions can take it back to level 0."""
 
     @abstractmethod
     def feats(self, x: SparseTensor) -> torch.Tensor:
@@ -123,7 +125,7 @@ class SparseBackend(ABC):
         return FeatureWise(self, nn.BatchNorm1d(channels))
 
     def activation(self, name: str = "relu") -> SparseModule:
-        return FeatureWise(self, {"relu": nn.ReLU(), "silu": nn.SiLU(), "leaky_relu": nn.LeakyReLU(0.1)}[name])
+        return FeatureWise(self, {"relu": nn.ReLU(), "silu": nn.SiLU(), "leaky_relu": nn.LeakyReLU(0.1), "tanh": nn.Tanh()}[name])
 
     def linear(self, c_in: int, c_out: int, bias: bool = True) -> SparseModule:
         return FeatureWise(self, nn.Linear(c_in, c_out, bias=bias))

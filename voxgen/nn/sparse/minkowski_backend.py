@@ -60,9 +60,11 @@ class MinkowskiBackend(SparseBackend):
         self.ME = ME
         self._pruning = ME.MinkowskiPruning()
 
-    def tensor(self, feats, coords, spatial_shape, batch_size):
-        st = self.ME.SparseTensor(feats, coordinates=coords.int().contiguous(), device=feats.device)
-        return MinkowskiVoxels(st, tuple(int(s) for s in spatial_shape), int(batch_size))
+    def tensor(self, feats, coords, spatial_shape, batch_size, stride=1):
+        coords = coords.int().clone()
+        coords[:, 1:] *= stride  # MinkowskiEngine indexes every level on the input grid
+        st = self.ME.SparseTensor(feats, coordinates=coords.contiguous(), tensor_stride=stride, device=feats.device)
+        return MinkowskiVoxels(st, tuple(int(s) * stride for s in spatial_shape), int(batch_size))
 
     def feats(self, x):
         return x.st.F

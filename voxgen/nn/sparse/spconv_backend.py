@@ -57,7 +57,7 @@ class SpconvBackend(SparseBackend):
         self.sp = sp
         self.algo = None if torch.cuda.is_available() else ConvAlgo.Native
 
-    def tensor(self, feats, coords, spatial_shape, batch_size):
+    def tensor(self, feats, coords, spatial_shape, batch_size, stride=1):  # spconv tensors carry no level
         return self.sp.SparseConvTensor(feats, coords.int().contiguous(), list(spatial_shape), batch_size)
 
     def feats(self, x):

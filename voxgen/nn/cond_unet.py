@@ -1,7 +1,7 @@
-"""Dense 2D U-Net whose residual blocks take an embedding (diffusion time + condition).
+"""Dense 2D or 3D U-Net whose residual blocks take an embedding (diffusion time + condition).
 
-Shapes: input (B, C, H, W) with H, W divisible by 2**(len(mults) - 1); embedding (B, emb_dim);
-output (B, C_out, H, W).
+Shapes (``dims`` = 2): input (B, C, H, W) with H, W divisible by 2**(len(mults) - 1); embedding
+(B, emb_dim); output (B, C_out, H, W). ``dims`` = 3: (B, C, D, H, W) likewise.
 """
 
 from __future__ import annotations
@@ -30,50 +30,56 @@ class FourierTime(nn.Module):
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
-class EmbResBlock2d(nn.Module):
+CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+
+
+class EmbResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, the embedding added between, identity (or 1x1) shortcut."""
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0) -> None:
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0, dims: int = 2) -> None:
         super().__init__()
-        self.in_layers = nn.Sequential(_norm(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
+        conv = CONV[dims]
+        self.in_layers = nn.Sequential(_norm(c_in), nn.SiLU(), conv(c_in, c_out, 3, padding=1))
         self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, c_out))
-        self.out_layers = nn.Sequential(_norm(c_out), nn.SiLU(), nn.Dropout(dropout), nn.Conv2d(c_out, c_out, 3, padding=1))
-        self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
+        self.out_layers = nn.Sequential(_norm(c_out), nn.SiLU(), nn.Dropout(dropout), conv(c_out, c_out, 3, padding=1))
+        self.skip = nn.Identity() if c_in == c_out else conv(c_in, c_out, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.in_layers(x) + self.emb(emb)[:, :, None, None]
+        h = self.in_layers(x) + self.emb(emb).reshape(*emb.shape[:1], -1, *([1] * (x.dim() - 2)))
         return self.out_layers(h) + self.skip(x)
 
 
-class CondUNet2d(nn.Module):
-    """U-Net with widths ``base * mults[level]``, ``blocks`` residual blocks per level, strided
-    down-sampling and nearest up-sampling; every block sees the embedding (B, ``emb_dim``)."""
+class CondUNet(nn.Module):
+    """U-Net over ``dims``-dimensional grids with widths ``base * mults[level]``, ``blocks``
+    residual blocks per level, strided down-sampling and nearest up-sampling; every block sees
+    the embedding (B, ``emb_dim``)."""
 
     def __init__(self, c_in: int = 1, c_out: int = 1, base: int = 32, mults: tuple[int, ...] = (1, 2, 2, 2),
-                 blocks: int = 1, emb_dim: int = 128, dropout: float = 0.0) -> None:
+                 blocks: int = 1, emb_dim: int = 128, dropout: float = 0.0, dims: int = 2) -> None:
         super().__init__()
+        conv = CONV[dims]
         widths = [base * m for m in mults]
-        self.stem = nn.Conv2d(c_in, widths[0], 3, padding=1)
+        self.stem = conv(c_in, widths[0], 3, padding=1)
         self.down_blocks, self.downsample = nn.ModuleList(), nn.ModuleList()
         skips, c = [widths[0]], widths[0]
         for level, w in enumerate(widths):
             for _ in range(blocks):
-                self.down_blocks.append(EmbResBlock2d(c, w, emb_dim, dropout))
+                self.down_blocks.append(EmbResBlock(c, w, emb_dim, dropout, dims))
                 c = w
                 skips.append(c)
             if level < len(widths) - 1:
-                self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                self.downsample.append(conv(c, c, 3, stride=2, padding=1))
                 skips.append(c)
-        self.mid = nn.ModuleList([EmbResBlock2d(c, c, emb_dim, dropout), EmbResBlock2d(c, c, emb_dim, dropout)])
+        self.mid = nn.ModuleList([EmbResBlock(c, c, emb_dim, dropout, dims), EmbResBlock(c, c, emb_dim, dropout, dims)])
         self.up_blocks, self.upsample = nn.ModuleList(), nn.ModuleList()
         for level, w in reversed(list(enumerate(widths))):
             for _ in range(blocks + 1):
-                self.up_blocks.append(EmbResBlock2d(c + skips.pop(), w, emb_dim, dropout))
+                self.up_blocks.append(EmbResBlock(c + skips.pop(), w, emb_dim, dropout, dims))
                 c = w
             if level > 0:
                 self.upsample.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                                   nn.Conv2d(c, c, 3, padding=1)))
-        self.head = nn.Sequential(_norm(c), nn.SiLU(), nn.Conv2d(c, c_out, 3, padding=1))
+                                                   conv(c, c, 3, padding=1)))
+        self.head = nn.Sequential(_norm(c), nn.SiLU(), conv(c, c_out, 3, padding=1))
         self.blocks, self.levels = blocks, len(widths)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
