@@ -207,7 +207,8 @@ def test_latent_generator_learns_the_conditional_latents(process, tmp_path):
 TINY = ["trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.progress=false", "trainer.device=cpu",
         "batch_size=4", "autoencoder.trainer.epochs=1", "autoencoder.trainer.max_steps_per_epoch=3",
         "autoencoder.model.widths=[8,8,8,8]", "model.base=8", "model.mults=[1,2]", "report.n=8",
-        "report.per_condition=2", "report.momenta=[200,600]", "report.displays=1", "latent_copies=1"]
+        "report.per_condition=2", "report.momenta=[200,600]", "report.displays=1", "latent_copies=1",
+        "calibration_samples=4"]
 
 
 @pytest.fixture(scope="module")
@@ -290,3 +291,15 @@ def test_fold_is_a_lossless_block_to_channel_map():
     folded = fold(x, 2)
     assert folded.shape == (2, 24, 4, 4, 4) and torch.equal(unfold(folded, 2), x)
     assert torch.equal(folded[0, :8, 1, 2, 3], x[0, 0, 2:4, 4:6, 6:8].flatten())
+
+
+def test_calibrated_occupancy_level_keeps_the_training_fraction():
+    from voxgen.models.latent3d import calibrate_occupancy
+
+    torch.manual_seed(0)
+    model = LatentGenerator3D("flow", channels=2, grid=4, base=8, mults=(1, 2), emb_dim=16)
+    pid, momentum = torch.tensor([2, 1] * 4), torch.full((8,), 300.0)
+    sampler = FlowSamplerConfig(method="euler", steps=2)
+    level = calibrate_occupancy(model, 0.25, pid, momentum, sampler, seed=3)
+    samples, _ = model.sample(pid, momentum, sampler, generator=torch.Generator().manual_seed(3))
+    assert (samples[:, 0] > level).float().mean().item() == pytest.approx(0.25, abs=1 / 512)

@@ -147,7 +147,7 @@ def sample_events(model, autoencoder, pid: np.ndarray, momentum: np.ndarray, sam
     for i in tqdm(range(0, len(pid), batch_size), desc="sample events", unit="batch", disable=not progress):
         p, m = torch.from_numpy(pid[i:i + batch_size]), torch.from_numpy(momentum[i:i + batch_size])
         z, nfe = model.sample(p, m, sampler, generator=gen, progress=progress)
-        decoded = autoencoder.decode(z.to(device))
+        decoded = autoencoder.decode(z.to(device), model.occupancy_threshold)
         nan3 = (float("nan"),) * 3
         events += [Event(c, e, particles=[Particle(int(a), float(b), nan3, nan3)], grid=autoencoder.grid)
                    for c, e, a, b in zip(decoded.coords, decoded.energy, p.tolist(), m.tolist())]

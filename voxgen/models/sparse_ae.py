@@ -171,17 +171,18 @@ class SparseAutoencoder3D(nn.Module):
         return {"loss": total, **occupancy, "energy": energy_loss, "latent_rms": z[:, 1:].pow(2).mean().sqrt().detach()}
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> Decoded:
-        """Voxels of each latent in ``z`` (B, 1 + C, G, G, G): the coarse sites with channel 0 > 0,
-        then at every finer level the expected number of each site's children
-        (``keep_children``). Deterministic."""
+    def decode(self, z: torch.Tensor, occupancy_threshold: float = 0.0) -> Decoded:
+        """Voxels of each latent in ``z`` (B, 1 + C, G, G, G): the coarse sites with channel 0 above
+        ``occupancy_threshold`` (0, midway between -1 and +1, for encoded events; a generator's
+        calibrated level for its samples), then at every finer level the expected number of each
+        site's children (``keep_children``). Deterministic."""
         b = self.backend
         h = self.dense(z)
         flat = z[:, 0].reshape(-1)
         index = torch.arange(len(flat), device=z.device)
         g = self.latent_grid
         all_sites = torch.stack([index // g**3, index // g**2 % g, index // g % g, index % g], dim=1)
-        sites = all_sites[keep_sites(flat, all_sites[:, 0])].int()
+        sites = all_sites[keep_sites(flat - occupancy_threshold, all_sites[:, 0])].int()
         x = self._sparse_coarse(h, sites)
         for level in reversed(range(self.levels)):
             x = self.up[level](x)

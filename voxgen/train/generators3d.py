@@ -17,7 +17,7 @@ from tqdm import tqdm
 from voxgen.config import from_node
 from voxgen.events import Event
 from voxgen.io.atomic import write_text_atomic
-from voxgen.models.latent3d import LatentGenerator3D, build_latent_generator
+from voxgen.models.latent3d import LatentGenerator3D, build_latent_generator, calibrate_occupancy, sampler_config
 from voxgen.models.sparse_ae import SparseAutoencoder3D, build_autoencoder, reconstruction_scores_3d
 from voxgen.models.ssnet3d import sparse_batch
 from voxgen.sample import GENERATORS_3D, save_conditions
@@ -161,6 +161,9 @@ def load_generator(path: str | Path, device: str = "auto", use_ema: bool = True
     ae = load_autoencoder(ae_path, device)
     model = build_latent_generator(cfg.model, ae.latent_channels, ae.latent_grid)
     model = load_weights(ckpt, model, use_ema=use_ema and cfg.trainer.ema_decay > 0)
+    calibration = run / "calibration.json"
+    if calibration.is_file():
+        model.occupancy_threshold = json.loads(calibration.read_text())["occupancy_threshold"]
     return model.to(resolve_device(device)).eval(), ae, cfg
 
 
@@ -183,11 +186,19 @@ def train_latent3d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | Non
     model.set_scale(z)
     last = train(model, latent_batches(z, torch.from_numpy(np.tile(pid, copies)), torch.from_numpy(np.tile(momentum, copies)),
                                        cfg.batch_size, trainer.seed), trainer, out, on_metrics)
+    occupied_fraction = float((z[:, 0] > 0).float().mean())
     del z
     model = load_weights(out / "checkpoints" / "last.pt", model, use_ema=trainer.ema_decay > 0).to(device).eval()
-    print("stage 3: samples, export, projections, evaluation ->", out)
+    print("stage 3: calibration, samples, export, projections, evaluation ->", out)
+    pick = np.random.default_rng(trainer.seed).permutation(len(pid))[:cfg.calibration_samples]
+    sampler = sampler_config(cfg.model.process, OmegaConf.to_container(cfg.sampler))
+    model.occupancy_threshold = calibrate_occupancy(model, occupied_fraction, torch.from_numpy(pid[pick]),
+                                                    torch.from_numpy(momentum[pick]), sampler, trainer.seed)
+    calibration = {"occupancy_threshold": model.occupancy_threshold, "training_occupied_fraction": occupied_fraction,
+                   "samples": len(pick), "sampler": OmegaConf.to_container(cfg.sampler)}
+    write_text_atomic(out / "calibration.json", json.dumps(calibration, indent=2) + "\n")
     figures = {"process": cfg.model.process, "train_events": len(train_events), "final_loss": last.get("loss"),
-               "train_seconds": last.get("seconds")}
+               "train_seconds": last.get("seconds"), "occupancy_threshold": model.occupancy_threshold}
     ae_metrics = Path(ae_path) / "metrics.json"
     if ae_metrics.is_file():
         figures["autoencoder"] = json.loads(ae_metrics.read_text())
