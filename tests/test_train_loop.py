@@ -88,3 +88,17 @@ def test_ema_weights_load(tmp_path):
 def test_bad_trainer_values():
     with pytest.raises(ConfigError, match="trainer.schedule"):
         TrainerConfig(schedule="sometimes")
+
+
+def test_resuming_another_models_checkpoint_is_a_one_line_error(tmp_path):
+    train(LinearFit(), batches, cfg(epochs=1), tmp_path)
+
+    class Wider(LinearFit):
+        def __init__(self) -> None:
+            super().__init__()
+            self.extra = nn.Linear(2, 2)
+
+    with pytest.raises(ConfigError, match="checkpoint of another model setup"):
+        train(Wider(), batches, cfg(epochs=2), tmp_path)
+    # a run that finished its epochs reports its last logged figures when called again
+    assert train(LinearFit(), batches, cfg(epochs=1), tmp_path)["step"] > 0

@@ -4,6 +4,8 @@ and quality against the number of sampling steps, each figure beside its real-vs
     python tools/study_generators3d.py --flow runs/flowmatch3d --diffusion runs/diffusion3d \
         --ssnet3d runs/flowmatch3d/ssnet3d --nfe 4 8 16 32 64 --n 100 --out docs/generators3d
 
+Without ``--diffusion`` it studies the flow alone (quality against steps).
+
 For each NFE budget: the flow by Euler (NFE steps) and midpoint (NFE / 2 steps), the VP-SDE by
 Euler-Maruyama (NFE steps) and its probability-flow ODE by Euler (NFE steps). Every candidate
 set is ``--n`` events generated with held-out conditions, scored by the event yardstick against
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +44,7 @@ SOLVERS = {  # label -> (run key, sampler settings for a budget of `nfe` evaluat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flow", type=Path, required=True)
-    parser.add_argument("--diffusion", type=Path, required=True)
+    parser.add_argument("--diffusion", type=Path, default=None)
     parser.add_argument("--ssnet3d", type=Path, required=True)
     parser.add_argument("--nfe", type=int, nargs="+", default=[4, 8, 16, 32, 64])
     parser.add_argument("--n", type=int, default=100)
@@ -50,7 +53,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/generators3d"))
     args = parser.parse_args()
 
-    models = {key: load_generator(path, "auto") for key, path in (("flow", args.flow), ("diffusion", args.diffusion))}
+    models = {key: load_generator(path, "auto") for key, path in (("flow", args.flow), ("diffusion", args.diffusion))
+              if path is not None}
     ssnet3d = load_ssnet3d(args.ssnet3d)
     _, ae, cfg = models["flow"]
     reference = event_crops(cfg.data, "test", ae.grid, progress=False)
@@ -59,6 +63,8 @@ def main() -> None:
     pick = rng.permutation(len(reference))[:args.n]
     rows = []
     for label, (key, settings) in SOLVERS.items():
+        if key not in models:
+            continue
         model, ae, run_cfg = models[key]
         for nfe in args.nfe:
             sampler = sampler_config(run_cfg.model.process, {**settings(nfe), "guidance": args.guidance})
@@ -69,7 +75,9 @@ def main() -> None:
             print(f"{label} NFE {row['nfe']}: " + ", ".join(f"{m} {row['candidate'][m]:.3g}" for m in METRICS), flush=True)
             rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = {"n": args.n, "guidance": args.guidance, "flow": str(args.flow), "diffusion": str(args.diffusion), "rows": rows}
+    command = "python tools/study_generators3d.py " + " ".join(sys.argv[1:])
+    results = {"n": args.n, "guidance": args.guidance, "flow": str(args.flow), "diffusion": str(args.diffusion),
+               "command": command, "rows": rows}
     write_text_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")
     plot(rows, args.out / "quality_vs_nfe.png")
     write_text_atomic(args.out / "report.md", markdown(results))
@@ -80,7 +88,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig = Figure(figsize=(15, 8), layout="constrained")
     axes = fig.subplots(2, 3).ravel()
     for ax, metric in zip(axes, METRICS):
-        for label in SOLVERS:
+        for label in dict.fromkeys(r["solver"] for r in rows):
             mine = [r for r in rows if r["solver"] == label]
             ax.plot([r["nfe"] for r in mine], [r["candidate"][metric] for r in mine], marker="o", label=label)
         ax.axhline(np.mean([r["floor"][metric] for r in rows]), color="k", ls="--", label="real vs real floor")
@@ -92,11 +100,12 @@ def plot(rows: list[dict], path: Path) -> None:
 def markdown(results: dict) -> str:
     rows = results["rows"]
     floor = {m: np.mean([r["floor"][m] for r in rows]) for m in METRICS}
-    lines = ["# flowmatch3d against diffusion3d on the same latent", "",
+    title = "flowmatch3d against diffusion3d on the same latent" if results["diffusion"] != "None" else \
+        "flowmatch3d: quality against sampling steps"
+    lines = [f"# {title}", "",
              f"{results['n']} generated events per row (held-out conditions, guidance {results['guidance']}) scored "
              f"against {results['n']} held-out events; the floor row is two disjoint halves of the held-out events. "
-             "Reproduce: `python tools/study_generators3d.py --flow " + results["flow"] + " --diffusion "
-             + results["diffusion"] + " ...`.", "", "![quality against NFE](quality_vs_nfe.png)", "",
+             f"Reproduce: `{results['command']}`.", "", "![quality against NFE](quality_vs_nfe.png)", "",
              "| solver | NFE | s / event | " + " | ".join(METRICS) + " |", "|" + "---|" * (3 + len(METRICS)),
              "| real vs real floor | - | - | " + " | ".join(f"{floor[m]:.3g}" for m in METRICS) + " |"]
     lines += [f"| {r['solver']} | {r['nfe']} | {r['seconds_per_event']:.3f} | "

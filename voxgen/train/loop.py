@@ -177,7 +177,11 @@ def train(model: nn.Module, batches: Callable[[int], Iterable], cfg: TrainerConf
     ckpt = out / "checkpoints" / "last.pt"
     if cfg.resume and ckpt.exists():
         payload = torch.load(ckpt, map_location=device, weights_only=False)
-        model.load_state_dict(payload["model"])
+        try:
+            model.load_state_dict(payload["model"])
+        except RuntimeError as err:  # another architecture's run in this folder
+            raise ConfigError(f"{ckpt}: a checkpoint of another model setup ({str(err).splitlines()[1].strip()}); "
+                              "choose a new out or delete the folder") from None
         opt.load_state_dict(payload["optimizer"])
         if schedule and payload["schedule"]:
             schedule.load_state_dict(payload["schedule"])
