@@ -28,7 +28,7 @@ from voxgen.io.atomic import write_text_atomic
 from voxgen.models.latent3d import sampler_config
 from voxgen.models.ssnet3d import load_ssnet3d
 from voxgen.sample import sample_events
-from voxgen.train.generators3d import event_conditions, load_generator
+from voxgen.train.generators3d import event_conditions, load_generator, recalibrate
 from voxgen.train.ssnet3d import event_crops
 
 METRICS = ("ssnet3d_fid", "kl_n_voxels", "kl_total_energy", "kl_pca_length", "kl_dedx", "sinkhorn_set")
@@ -68,9 +68,11 @@ def main() -> None:
         model, ae, run_cfg = models[key]
         for nfe in args.nfe:
             sampler = sampler_config(run_cfg.model.process, {**settings(nfe), "guidance": args.guidance})
+            model.occupancy_threshold = recalibrate(model, Path(run_cfg.out), sampler, args.seed, run_cfg.calibration_samples)
             generated = sample_events(model, ae, pid[pick], mom[pick], sampler, args.seed, progress=False)
             result = evaluate_events(reference, generated.events, n=args.n, seed=args.seed, progress=False, ssnet3d=ssnet3d)
             row = {"solver": label, "nfe": generated.nfe, "seconds_per_event": generated.seconds / args.n,
+                   "occupancy_threshold": model.occupancy_threshold,
                    "candidate": {m: result["candidate"][m] for m in METRICS}, "floor": {m: result["floor"][m] for m in METRICS}}
             print(f"{label} NFE {row['nfe']}: " + ", ".join(f"{m} {row['candidate'][m]:.3g}" for m in METRICS), flush=True)
             rows.append(row)

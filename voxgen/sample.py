@@ -158,9 +158,10 @@ def generate_events(ckpt: str | Path, n: int, seed: int = 0, device: str = "auto
                     momentum: float | None = None, sampler: DictConfig | dict | None = None,
                     progress: bool = True) -> GeneratedEvents:
     """``n`` events from the 3D generator run at ``ckpt``; ``sampler`` overrides the run's
-    sampler settings; conditions as in ``conditions``."""
+    sampler settings (their occupancy level then recalibrated, ``recalibrate``); conditions as in
+    ``conditions``."""
     from voxgen.models.latent3d import sampler_config
-    from voxgen.train.generators3d import load_generator
+    from voxgen.train.generators3d import load_generator, recalibrate
 
     run, run_cfg = sampleable_run(ckpt)
     if run_cfg.model.name not in GENERATORS_3D:
@@ -168,5 +169,7 @@ def generate_events(ckpt: str | Path, n: int, seed: int = 0, device: str = "auto
     settings = OmegaConf.merge(run_cfg.sampler, sampler or {})
     model, ae, cfg = load_generator(ckpt, device, use_ema=settings.get("ema", True))
     pid, mom = conditions(run, n, particle, momentum, np.random.default_rng(seed))
-    return sample_events(model, ae, pid, mom, sampler_config(cfg.model.process, OmegaConf.to_container(settings)),
-                         seed, progress=progress)
+    options = sampler_config(cfg.model.process, OmegaConf.to_container(settings))
+    if OmegaConf.to_container(settings) != OmegaConf.to_container(run_cfg.sampler):
+        model.occupancy_threshold = recalibrate(model, run, options, seed, cfg.calibration_samples)
+    return sample_events(model, ae, pid, mom, options, seed, progress=progress)

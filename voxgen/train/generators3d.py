@@ -167,6 +167,17 @@ def load_generator(path: str | Path, device: str = "auto", use_ema: bool = True
     return model.to(resolve_device(device)).eval(), ae, cfg
 
 
+def recalibrate(model: LatentGenerator3D, run: Path, sampler, seed: int = 0, n: int = 100) -> float:
+    """The occupancy level of ``sampler``'s latents for the generator run at ``run``: the run's
+    ``calibration.json`` holds its own sampler's level; other settings (fewer steps leave samples
+    blurrier) get theirs from ``n`` draws of the run's training conditions."""
+    fraction = json.loads((run / "calibration.json").read_text())["training_occupied_fraction"]
+    with np.load(run / "conditions.npz") as table:
+        pick = np.random.default_rng(seed).permutation(len(table["pid"]))[:n]
+        pid, momentum = torch.from_numpy(table["pid"][pick]), torch.from_numpy(table["momentum"][pick])
+    return calibrate_occupancy(model, fraction, pid, momentum, sampler, seed)
+
+
 def train_latent3d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None = None) -> dict:
     """Autoencoder (stage 1), latent generator (stage 2), then samples, exports, wire-plane
     projections, evaluation against held-out events and ``report.md`` (stage 3)."""
