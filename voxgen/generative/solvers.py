@@ -92,33 +92,41 @@ def predictor_corrector(sde: VPSDE, score: ScoreFn, x: torch.Tensor, steps: int 
     return mean, steps * (1 + corrector_steps)
 
 
+def odeint_counted(field, x: torch.Tensor, t0: float, t1: float, method: str, steps: int, rtol: float, atol: float,
+                   progress: bool = False, label: str = "ode") -> tuple[torch.Tensor, int]:
+    """(X(t1), evaluations of ``field``): dX/dt = field(X, t) with ``t`` (B,) from ``t0`` by
+    torchdiffeq, on a fixed grid of ``steps`` intervals (euler, midpoint, rk4) or adaptively
+    (dopri5, bosh3, ... with ``rtol``/``atol``; steps never shorter than |t1 - t0| /
+    ``MAX_ADAPTIVE_STEPS``, so a stiff stretch costs steps, never an underflow)."""
+    from torchdiffeq import odeint
+
+    nfe = 0
+    bar = tqdm(desc=f"{label} {method}", unit="nfe", disable=not progress, leave=False)
+
+    def counted(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        nonlocal nfe
+        nfe += 1
+        bar.update()
+        return field(y, t.expand(y.shape[0]))
+
+    span = torch.tensor([t0, t1], device=x.device, dtype=x.dtype)
+    if method in FIXED_GRID:
+        options, kwargs = {"step_size": abs(t1 - t0) / steps}, {}
+    else:
+        options, kwargs = {"min_step": abs(t1 - t0) / MAX_ADAPTIVE_STEPS}, {"rtol": rtol, "atol": atol}
+    out = odeint(counted, x, span, method=method, options=options, **kwargs)[-1]
+    bar.close()
+    return out, nfe
+
+
 @torch.no_grad()
 def probability_flow(sde: VPSDE, score: ScoreFn, x: torch.Tensor, eps: float = 1e-3, method: str = "dopri5",
                      steps: int = 100, rtol: float = 1e-4, atol: float = 1e-4,
                      progress: bool = False) -> tuple[torch.Tensor, int]:
-    """Integrate the probability-flow ODE dX/dt = -1/2 beta (X + s(X, t)) from T to ``eps`` with
-    torchdiffeq: adaptive ``method`` (dopri5, bosh3, ...) with tolerances, or a fixed-grid one
-    (euler, midpoint, rk4) over ``steps`` intervals. Adaptive steps are never shorter than
-    (T - eps) / ``MAX_ADAPTIVE_STEPS``. Deterministic given X_T."""
-    from torchdiffeq import odeint
-
-    nfe = 0
-    bar = tqdm(desc=f"ode {method}", unit="nfe", disable=not progress, leave=False)
-
-    def velocity(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        nonlocal nfe
-        nfe += 1
-        bar.update()
-        return sde.reverse_drift(score, y, t.expand(y.shape[0]), ode=True)
-
-    span = torch.tensor([sde.T, eps], device=x.device, dtype=x.dtype)
-    if method in FIXED_GRID:
-        options, kwargs = {"step_size": (sde.T - eps) / steps}, {}
-    else:  # a floor on the adaptive step: a stiff stretch near t = eps costs steps, never an underflow
-        options, kwargs = {"min_step": (sde.T - eps) / MAX_ADAPTIVE_STEPS}, {"rtol": rtol, "atol": atol}
-    out = odeint(velocity, x, span, method=method, options=options, **kwargs)[-1]
-    bar.close()
-    return out, nfe
+    """Integrate the probability-flow ODE dX/dt = -1/2 beta (X + s(X, t)) from T to ``eps``
+    (``odeint_counted``). Deterministic given X_T."""
+    field = lambda y, t: sde.reverse_drift(score, y, t, ode=True)
+    return odeint_counted(field, x, sde.T, eps, method, steps, rtol, atol, progress, "ode")
 
 
 def solve_reverse(sde: VPSDE, score: ScoreFn, x: torch.Tensor, sampler: SamplerConfig,

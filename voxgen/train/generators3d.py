@@ -22,7 +22,7 @@ from voxgen.models.sparse_ae import SparseAutoencoder3D, build_autoencoder, reco
 from voxgen.models.ssnet3d import sparse_batch
 from voxgen.sample import GENERATORS_3D, save_conditions
 from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, locate_run, resolve_device, train
-from voxgen.train.ssnet3d import event_batches, event_crops, flip_events
+from voxgen.train.ssnet3d import event_crops, fit_on_event_crops, flip_events
 
 
 def event_conditions(events: list[Event]) -> tuple[np.ndarray, np.ndarray]:
@@ -45,14 +45,8 @@ def train_autoencoder3d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback 
     energy residuals; a held-out event and its reconstruction as PNGs."""
     from voxgen.viz.display import show_event
 
-    trainer = from_node(TrainerConfig, cfg.trainer)
+    model, train_events, test_events, last = fit_on_event_crops(cfg, out, build_autoencoder(cfg.model), on_metrics)
     size = cfg.model.grid
-    train_events = event_crops(cfg.data, "train", size, trainer.progress)
-    test_events = event_crops(cfg.data, "test", size, trainer.progress)
-    model = build_autoencoder(cfg.model)
-    last = train(model, event_batches(train_events, cfg.batch_size, trainer.seed, size, cfg.augment), trainer, out, on_metrics)
-    model = load_weights(out / "checkpoints" / "last.pt", model, use_ema=trainer.ema_decay > 0)
-    model.to(resolve_device(trainer.device)).eval()
     scores = reconstruction_scores_3d(model, test_events)
     shown = test_events[0]
     coords, energy, _, n = sparse_batch([shown])

@@ -70,18 +70,24 @@ def segmentation_scores_3d(events: list[Event], predicted: list[np.ndarray]) -> 
             "confusion_true_x_pred": confusion.tolist(), "test_events": len(events)}
 
 
-def train_ssnet3d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None = None) -> dict:
-    """Train SSNet3D on centred crops of 3D events; score per-class recall on the test split."""
-    from voxgen.viz.display import show_event
-
+def fit_on_event_crops(cfg: DictConfig, out: Path, model, on_metrics: MetricsCallback | None = None):
+    """Train ``model`` (``loss`` of sparse batches) on the ``cfg.model.grid``^3 centred crops of
+    the training split and reload its final (EMA) weights: (model in eval mode, training crops,
+    held-out crops, last logged metrics)."""
     trainer = from_node(TrainerConfig, cfg.trainer)
     size = cfg.model.grid
     train_events = event_crops(cfg.data, "train", size, trainer.progress)
     test_events = event_crops(cfg.data, "test", size, trainer.progress)
-    model = build_ssnet3d(cfg.model)
     last = train(model, event_batches(train_events, cfg.batch_size, trainer.seed, size, cfg.augment), trainer, out, on_metrics)
     model = load_weights(out / "checkpoints" / "last.pt", model, use_ema=trainer.ema_decay > 0)
-    model.to(resolve_device(trainer.device)).eval()
+    return model.to(resolve_device(trainer.device)).eval(), train_events, test_events, last
+
+
+def train_ssnet3d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None = None) -> dict:
+    """Train SSNet3D on centred crops of 3D events; score per-class recall on the test split."""
+    from voxgen.viz.display import show_event
+
+    model, train_events, test_events, last = fit_on_event_crops(cfg, out, build_ssnet3d(cfg.model), on_metrics)
     predicted, _ = predict_events(model, test_events)
     scores = segmentation_scores_3d(test_events, predicted)
     shown = test_events[0]
