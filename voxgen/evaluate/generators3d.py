@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from voxgen.evaluate.observables import event_observables
 from voxgen.evaluate.report import summary_table, write_report
@@ -113,8 +113,6 @@ def generator_report(cfg: DictConfig, out: Path, model, autoencoder, figures: di
 
     rep, progress = cfg.report, cfg.trainer.progress
     reference = event_crops(cfg.data, "test", autoencoder.grid, progress)
-    from omegaconf import OmegaConf
-
     sampler = sampler_config(cfg.model.process, OmegaConf.to_container(cfg.sampler))
     pid, mom = event_conditions(reference)
     n = min(rep.n, len(reference))

@@ -161,11 +161,15 @@ def load_generator(path: str | Path, device: str = "auto", use_ema: bool = True
     return model.to(resolve_device(device)).eval(), ae, cfg
 
 
-def recalibrate(model: LatentGenerator3D, run: Path, sampler, seed: int = 0, n: int = 100) -> float:
-    """The occupancy level of ``sampler``'s latents for the generator run at ``run``: the run's
-    ``calibration.json`` holds its own sampler's level; other settings (fewer steps leave samples
-    blurrier) get theirs from ``n`` draws of the run's training conditions."""
-    fraction = json.loads((run / "calibration.json").read_text())["training_occupied_fraction"]
+def recalibrate(model: LatentGenerator3D, run: Path, sampler, seed: int = 0, n: int = 100,
+                fraction: float | None = None) -> float:
+    """The occupancy level of ``sampler``'s latents for the generator run at ``run``, from ``n``
+    draws of the run's training conditions (``conditions.npz``) and the training latents'
+    occupied ``fraction`` (default: the one in the run's ``calibration.json``). The run's own
+    sampler has its level in ``calibration.json``; other settings (fewer steps leave samples
+    blurrier) need theirs."""
+    if fraction is None:
+        fraction = json.loads((run / "calibration.json").read_text())["training_occupied_fraction"]
     with np.load(run / "conditions.npz") as table:
         pick = np.random.default_rng(seed).permutation(len(table["pid"]))[:n]
         pid, momentum = torch.from_numpy(table["pid"][pick]), torch.from_numpy(table["momentum"][pick])
@@ -195,12 +199,10 @@ def train_latent3d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | Non
     del z
     model = load_weights(out / "checkpoints" / "last.pt", model, use_ema=trainer.ema_decay > 0).to(device).eval()
     print("stage 3: calibration, samples, export, projections, evaluation ->", out)
-    pick = np.random.default_rng(trainer.seed).permutation(len(pid))[:cfg.calibration_samples]
     sampler = sampler_config(cfg.model.process, OmegaConf.to_container(cfg.sampler))
-    model.occupancy_threshold = calibrate_occupancy(model, occupied_fraction, torch.from_numpy(pid[pick]),
-                                                    torch.from_numpy(momentum[pick]), sampler, trainer.seed)
+    model.occupancy_threshold = recalibrate(model, out, sampler, trainer.seed, cfg.calibration_samples, occupied_fraction)
     calibration = {"occupancy_threshold": model.occupancy_threshold, "training_occupied_fraction": occupied_fraction,
-                   "samples": len(pick), "sampler": OmegaConf.to_container(cfg.sampler)}
+                   "samples": min(cfg.calibration_samples, len(pid)), "sampler": OmegaConf.to_container(cfg.sampler)}
     write_text_atomic(out / "calibration.json", json.dumps(calibration, indent=2) + "\n")
     figures = {"process": cfg.model.process, "train_events": len(train_events), "final_loss": last.get("loss"),
                "train_seconds": last.get("seconds"), "occupancy_threshold": model.occupancy_threshold}
