@@ -73,11 +73,13 @@ def test_euler_maruyama_is_seed_003s_update():
 
 
 def test_denoising_loss_is_zero_for_the_true_noise_only():
-    """The oracle that recovers z from X_t = mu_t + sigma_t z scores 0; predicting 0 scores E[z^2] = 1."""
-    x0 = torch.randn(16, 1, 8, 8)
+    """The oracle that recovers z from X_t = mu_t + sigma_t z scores 0; predicting 0 scores E[z^2] = 1
+    (the mean of 16,384 squared normals: standard error 0.011, so 0.05 is 4.5 standard errors)."""
+    x0 = torch.randn(64, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     oracle = lambda xt, tt: (xt - SDE.marginal(x0, tt)[0]) / SDE.std(tt)[:, None, None, None]
     assert denoising_score_loss(SDE, oracle, x0, generator=torch.Generator().manual_seed(0)).item() == pytest.approx(0.0, abs=1e-8)
-    assert denoising_score_loss(SDE, lambda xt, tt: torch.zeros_like(xt), x0).item() == pytest.approx(1.0, abs=0.1)
+    zero = denoising_score_loss(SDE, lambda xt, tt: torch.zeros_like(xt), x0, generator=torch.Generator().manual_seed(2))
+    assert zero.item() == pytest.approx(1.0, abs=0.05)
 
 
 def test_v_prediction_oracle_recovers_the_noise():
