@@ -104,8 +104,7 @@ class LatentGenerator3D(nn.Module):
         keeps its scale; the features, 0 off the event (~1.3% of sites occupied), come out ~9
         times their on-event RMS, so the event stands far above the N(0, I) noise. (The RMS over
         the occupied sites alone was tried: it did not help, see the README's 3D section.)"""
-        sums = latents.pow(2).sum(dim=(0, 2, 3, 4))
-        self.latent_scale.copy_((sums / latents[:, 0].numel()).sqrt().clamp_min(1e-6))
+        self.latent_scale.copy_(latents.pow(2).mean(dim=(0, 2, 3, 4)).sqrt().clamp_min(1e-6))
 
     def _scale(self, z: torch.Tensor) -> torch.Tensor:
         return self.latent_scale.reshape(1, -1, 1, 1, 1).to(z)
