@@ -220,8 +220,8 @@ def test_latent_generator_learns_the_conditional_latents(process, tmp_path):
 # ---------------------------------------------------------------- recipes end to end
 TINY = ["trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.progress=false", "trainer.device=cpu",
         "batch_size=4", "autoencoder.trainer.epochs=1", "autoencoder.trainer.max_steps_per_epoch=3",
-        "autoencoder.model.widths=[8,8,8,8]", "model.base=8", "model.mults=[1,2]", "report.n=8",
-        "report.per_condition=2", "report.momenta=[200,600]", "report.displays=1", "latent_copies=1",
+        "autoencoder.model.widths=[8,8,8,8]", "autoencoder.model.context_width=4", "model.base=8", "model.mults=[1,2]",
+        "report.n=8", "report.per_condition=2", "report.momenta=[200,600]", "report.displays=1", "latent_copies=1",
         "calibration_samples=4"]
 
 

@@ -98,10 +98,12 @@ class Decoded:
 
 class SparseAutoencoder3D(nn.Module):
     """Events on a ``grid``^3 crop <-> latents (B, 1 + ``feature_channels``, grid/2^L, ...) with
-    L = len(widths) - 1; ``latent_noise`` std of the noise on z while training."""
+    L = len(widths) - 1; ``latent_noise`` std of the noise on z while training; ``context_width``
+    channels of the decoder's dense stack on the latent grid (default ``widths[-1]``)."""
 
     def __init__(self, backend: str = "spconv", widths: tuple[int, ...] = (16, 32, 64, 64), feature_channels: int = 8,
-                 grid: int = 128, energy_scale: float = 0.1, latent_noise: float = 0.1, energy_weight: float = 1.0) -> None:
+                 grid: int = 128, energy_scale: float = 0.1, latent_noise: float = 0.1, energy_weight: float = 1.0,
+                 context_width: int | None = None) -> None:
         super().__init__()
         b = get_backend(backend)
         self.backend_name, self.widths, self.grid = backend, tuple(widths), grid
@@ -120,8 +122,9 @@ class SparseAutoencoder3D(nn.Module):
                           SparseResBlock(b, w[l + 1], w[l + 1], f"enc{l + 1}")) for l in range(self.levels))
         self.to_latent = nn.Sequential(b.linear(w[-1], feature_channels), b.activation("tanh"))
         # decoder
-        self.dense = nn.Sequential(nn.Conv3d(self.latent_channels, w[-1], 3, padding=1), nn.SiLU(),
-                                   DenseBlock3d(w[-1]), DenseBlock3d(w[-1]))
+        cw = context_width or w[-1]
+        self.dense = nn.Sequential(nn.Conv3d(self.latent_channels, cw, 3, padding=1), nn.SiLU(), DenseBlock3d(cw),
+                                   DenseBlock3d(cw), *([nn.Conv3d(cw, w[-1], 1)] if cw != w[-1] else []))
         self.up = nn.ModuleList(
             nn.Sequential(b.conv_transpose(w[l + 1], w[l], stride=2), b.norm(w[l]), b.activation(),
                           SparseResBlock(b, w[l], w[l], f"dec{l}")) for l in range(self.levels))
@@ -233,4 +236,5 @@ def reconstruction_scores_3d(model: SparseAutoencoder3D, events: list[Event], ba
 def build_autoencoder(m) -> SparseAutoencoder3D:
     """SparseAutoencoder3D from its ``model`` config node (``conf/model/autoencoder3d.yaml``)."""
     return SparseAutoencoder3D(backend=m.backend, widths=tuple(m.widths), feature_channels=m.feature_channels, grid=m.grid,
-                               energy_scale=m.energy_scale, latent_noise=m.latent_noise, energy_weight=m.energy_weight)
+                               energy_scale=m.energy_scale, latent_noise=m.latent_noise, energy_weight=m.energy_weight,
+                               context_width=m.get("context_width"))
