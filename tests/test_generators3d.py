@@ -307,6 +307,30 @@ def test_fold_is_a_lossless_block_to_channel_map():
     assert torch.equal(folded[0, :8, 1, 2, 3], x[0, 0, 2:4, 4:6, 6:8].flatten())
 
 
+def test_channels_last_layout_changes_no_numbers():
+    """The dense 3D stacks run channels-last (NDHWC) for speed; the same weights in the default
+    layout give the same outputs and gradients, and checkpoints load into either."""
+    torch.manual_seed(0)
+    model = LatentGenerator3D("flow", channels=2, grid=8, base=8, mults=(1, 2), emb_dim=16, patch=2)
+    assert model.net.stem.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    plain = LatentGenerator3D("flow", channels=2, grid=8, base=8, mults=(1, 2), emb_dim=16, patch=2)
+    plain.net.to(memory_format=torch.contiguous_format)
+    plain.load_state_dict(model.state_dict())
+    x, t = torch.randn(3, 2, 8, 8, 8), torch.rand(3)
+    pid, momentum = torch.tensor([0, 2, -1]), torch.tensor([100.0, 400.0, 0.0])
+    out, ref = model.network(x, t, pid, momentum), plain.network(x, t, pid, momentum)
+    assert torch.allclose(out, ref, atol=1e-5)
+    out.square().sum().backward()
+    ref.square().sum().backward()
+    grad, ref_grad = model.net.stem.weight.grad, plain.net.stem.weight.grad  # entries up to ~20: float32 sums differ in order
+    assert torch.allclose(grad, ref_grad, rtol=1e-3, atol=1e-4 * float(ref_grad.abs().max()))
+
+    ae = SparseAutoencoder3D("spconv", widths=(4, 4, 4, 4), feature_channels=2, context_width=8)
+    assert ae.dense[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    z = torch.randn(2, 3, 16, 16, 16)
+    assert torch.allclose(ae.dense(z), ae.dense.to(memory_format=torch.contiguous_format)(z), atol=1e-5)
+
+
 def test_calibrated_occupancy_level_keeps_the_training_fraction():
     from voxgen.models.latent3d import calibrate_occupancy
 

@@ -124,7 +124,8 @@ class SparseAutoencoder3D(nn.Module):
         # decoder
         cw = context_width or w[-1]
         self.dense = nn.Sequential(nn.Conv3d(self.latent_channels, cw, 3, padding=1), nn.SiLU(), DenseBlock3d(cw),
-                                   DenseBlock3d(cw), *([nn.Conv3d(cw, w[-1], 1)] if cw != w[-1] else []))
+                                   DenseBlock3d(cw), *([nn.Conv3d(cw, w[-1], 1)] if cw != w[-1] else [])
+                                   ).to(memory_format=torch.channels_last_3d)  # NDHWC: cheaper 3D convolutions on CPU
         self.up = nn.ModuleList(
             nn.Sequential(b.conv_transpose(w[l + 1], w[l], stride=2), b.norm(w[l]), b.activation(),
                           SparseResBlock(b, w[l], w[l], f"dec{l}")) for l in range(self.levels))
