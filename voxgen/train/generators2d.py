@@ -18,7 +18,7 @@ from voxgen.data.transforms import ChargeTransform
 from voxgen.errors import BadInput
 from voxgen.io.atomic import write_text_atomic
 from voxgen.sample import save_conditions
-from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, locate_run, resolve_device, train
+from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, locate_run, resolve_device, seed_everything, train
 
 
 def generator_batches(x: torch.Tensor, pid: torch.Tensor, momentum: torch.Tensor, batch_size: int, seed: int,
@@ -129,6 +129,7 @@ def train_vqvae2d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None
     trainer = from_node(TrainerConfig, cfg.trainer)
     transform = charge_transform(cfg)
     sets = crop_sets(cfg.data, ("train", "test"), out / "data", progress=trainer.progress)
+    seed_everything(trainer.seed)  # the initial weights too
     model = build_vqvae(cfg.model)
     train_set = model_space(sets["train"], transform)
     train(model, generator_batches(*train_set, cfg.batch_size, trainer.seed, cfg.augment), trainer, out, on_metrics)
@@ -183,6 +184,7 @@ def train_pixelcnn2d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | N
         x, pid, momentum = model_space(crops, transform)
         codes[split] = (encode_crops(vqvae, x), pid, momentum)
     save_conditions(out / "conditions.npz", sets["train"].pid, sets["train"].momentum)
+    seed_everything(trainer.seed)
     model = build_pixelcnn(cfg.model)
     train(model, generator_batches(*codes["train"], cfg.batch_size, trainer.seed, cfg.augment), trainer, out, on_metrics)
     model = load_weights(out / "checkpoints" / "last.pt", model, use_ema=trainer.ema_decay > 0)
@@ -211,6 +213,7 @@ def train_vpsde2d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None
     trainer = from_node(TrainerConfig, cfg.trainer)
     sets = crop_sets(cfg.data, ("train",), out / "data", progress=trainer.progress)
     save_conditions(out / "conditions.npz", sets["train"].pid, sets["train"].momentum)
+    seed_everything(trainer.seed)
     model = build_score2d(cfg.model)
     last = train(model, generator_batches(*model_space(sets["train"], charge_transform(cfg)), cfg.batch_size,
                                           trainer.seed, cfg.augment), trainer, out, on_metrics)

@@ -21,7 +21,7 @@ from voxgen.models.latent3d import LatentGenerator3D, build_latent_generator, ca
 from voxgen.models.sparse_ae import SparseAutoencoder3D, build_autoencoder, reconstruction_scores_3d
 from voxgen.models.ssnet3d import sparse_batch
 from voxgen.sample import GENERATORS_3D, save_conditions
-from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, locate_run, resolve_device, train
+from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, locate_run, resolve_device, seed_everything, train
 from voxgen.train.ssnet3d import event_crops, fit_on_event_crops, flip_events
 
 
@@ -45,6 +45,7 @@ def train_autoencoder3d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback 
     energy residuals; a held-out event and its reconstruction as PNGs."""
     from voxgen.viz.display import show_event
 
+    seed_everything(cfg.trainer.seed)  # the initial weights too
     model, train_events, test_events, last = fit_on_event_crops(cfg, out, build_autoencoder(cfg.model), on_metrics)
     size = cfg.model.grid
     scores = reconstruction_scores_3d(model, test_events)
@@ -191,6 +192,7 @@ def train_latent3d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | Non
     print(f"stage 2: latent {cfg.model.process} generator on {ae.latent_channels} x {ae.latent_grid}^3 latents -> {out}")
     z = encode_events(ae, train_events, cfg.latent_copies, trainer.seed, progress=trainer.progress)
     copies = len(z) // len(train_events)
+    seed_everything(trainer.seed)
     model = build_latent_generator(cfg.model, ae.latent_channels, ae.latent_grid)
     model.set_scale(z)
     last = train(model, latent_batches(z, torch.from_numpy(np.tile(pid, copies)), torch.from_numpy(np.tile(momentum, copies)),

@@ -19,7 +19,7 @@ from voxgen.data.crops import CropSet, augment, crop_sets
 from voxgen.io.atomic import write_text_atomic
 from voxgen.train.generators2d import train_pixelcnn2d, train_vpsde2d, train_vqvae2d
 from voxgen.train.generators3d import train_autoencoder3d, train_latent3d
-from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, resolve_device, train
+from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, resolve_device, seed_everything, train
 from voxgen.train.ssnet3d import train_ssnet3d
 
 
@@ -64,6 +64,7 @@ def train_ssnet2d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None
     trainer = from_node(TrainerConfig, cfg.trainer)
     sets = crop_sets(cfg.data, ("train", "test"), out / "data", progress=trainer.progress)
     m = cfg.model
+    seed_everything(trainer.seed)  # the initial weights too
     model = SSNet2D(base=m.base, depth=m.depth, charge_scale=m.charge_scale, class_weights=tuple(m.class_weights))
     last = train(model, crop_batches(sets["train"], cfg.batch_size, trainer.seed, cfg.augment),
                  trainer, out, on_metrics)

@@ -17,7 +17,7 @@ from voxgen.data.crops import event_splits
 from voxgen.events import SEMANTIC_NAMES, Clusters, Event, centred_crop
 from voxgen.io.atomic import write_text_atomic
 from voxgen.models.ssnet3d import N_CLASSES, build_ssnet3d, predict_events, sparse_batch
-from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, resolve_device, train
+from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, resolve_device, seed_everything, train
 
 
 def event_crops(data: DictConfig, split: str, size: int, progress: bool = True) -> list[Event]:
@@ -87,6 +87,7 @@ def train_ssnet3d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None
     """Train SSNet3D on centred crops of 3D events; score per-class recall on the test split."""
     from voxgen.viz.display import show_event
 
+    seed_everything(cfg.trainer.seed)  # the initial weights too
     model, train_events, test_events, last = fit_on_event_crops(cfg, out, build_ssnet3d(cfg.model), on_metrics)
     predicted, _ = predict_events(model, test_events)
     scores = segmentation_scores_3d(test_events, predicted)
