@@ -15,17 +15,34 @@ def make_event(rng: np.random.Generator, n_clusters: int = 3, grid: int = 768) -
     coords = np.concatenate([centre + rng.integers(-30, 30, size=(s, 3)) for s in sizes])
     n = len(coords)
     clusters = Clusters.build(
-        semantic=rng.integers(0, 5, n_clusters), pid=rng.integers(0, 5, n_clusters),
-        group=np.arange(n_clusters), momentum=rng.uniform(50, 800, n_clusters),
-        vertex=np.tile(centre, (n_clusters, 1)) + 0.5, lead=np.arange(n_clusters),
+        semantic=rng.integers(0, 5, n_clusters),
+        pid=rng.integers(0, 5, n_clusters),
+        group=np.arange(n_clusters),
+        momentum=rng.uniform(50, 800, n_clusters),
+        vertex=np.tile(centre, (n_clusters, 1)) + 0.5,
+        lead=np.arange(n_clusters),
     )
-    particles = [Particle(pid=int(clusters.pid[k]), momentum=float(clusters.momentum[k]),
-                          vertex=tuple(float(v) for v in clusters.vertex[k]),
-                          direction=(0.0, 0.6, 0.8), group=k) for k in range(n_clusters)]
-    return Event(coords=coords, energy=rng.uniform(0.01, 5, n), electrons=rng.uniform(0, 1e5, n),
-                 time=rng.uniform(0, 100, n), dx=rng.uniform(0.3, 0.6, n),
-                 cluster=np.repeat(np.arange(n_clusters), sizes), clusters=clusters,
-                 particles=particles, grid=grid)
+    particles = [
+        Particle(
+            pid=int(clusters.pid[k]),
+            momentum=float(clusters.momentum[k]),
+            vertex=tuple(float(v) for v in clusters.vertex[k]),
+            direction=(0.0, 0.6, 0.8),
+            group=k,
+        )
+        for k in range(n_clusters)
+    ]
+    return Event(
+        coords=coords,
+        energy=rng.uniform(0.01, 5, n),
+        electrons=rng.uniform(0, 1e5, n),
+        time=rng.uniform(0, 100, n),
+        dx=rng.uniform(0.3, 0.6, n),
+        cluster=np.repeat(np.arange(n_clusters), sizes),
+        clusters=clusters,
+        particles=particles,
+        grid=grid,
+    )
 
 
 @pytest.fixture

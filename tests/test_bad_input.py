@@ -41,16 +41,36 @@ def bad_files(tmp_path):
         "missing": (tmp_path / "missing.h5", "no such file"),
         "not_hdf5": (tmp_path / "text.h5", "not an HDF5 file"),
         "no_point": (write_raw(tmp_path / "np.h5", GOOD_POINT, with_point=False), "no 'point' dataset"),
-        "not_multiple_of_8": (write_raw(tmp_path / "m8.h5", GOOD_POINT.ravel()[:-3]), "event 1: 'point' has 13 values, not a multiple of 8"),
-        "cluster_sizes": (write_raw(tmp_path / "cs.h5", GOOD_POINT, cluster=[[3, 0, 0, 0, 1, 2]]), "event 1: cluster sizes sum to 3 but there are 2 points"),
+        "not_multiple_of_8": (
+            write_raw(tmp_path / "m8.h5", GOOD_POINT.ravel()[:-3]),
+            "event 1: 'point' has 13 values, not a multiple of 8",
+        ),
+        "cluster_sizes": (
+            write_raw(tmp_path / "cs.h5", GOOD_POINT, cluster=[[3, 0, 0, 0, 1, 2]]),
+            "event 1: cluster sizes sum to 3 but there are 2 points",
+        ),
         "nan_energy": (write_raw(tmp_path / "nan.h5", nan), "event 1: non-finite (NaN/inf) energy"),
         "outside_grid": (write_raw(tmp_path / "out.h5", outside), "event 1: coordinates outside the grid"),
-        "empty_event": (write_raw(tmp_path / "empty.h5", np.zeros((0, 8)), cluster=np.zeros((0, 6))), "event 1: empty event"),
+        "empty_event": (
+            write_raw(tmp_path / "empty.h5", np.zeros((0, 8)), cluster=np.zeros((0, 6))),
+            "event 1: empty event",
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "not_hdf5", "no_point", "not_multiple_of_8", "cluster_sizes",
-                                  "nan_energy", "outside_grid", "empty_event"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "not_hdf5",
+        "no_point",
+        "not_multiple_of_8",
+        "cluster_sizes",
+        "nan_energy",
+        "outside_grid",
+        "empty_event",
+    ],
+)
 @pytest.mark.parametrize("fmt", ["parquet", "h5"])
 def test_bad_file_one_line_error_no_output(tmp_path, capsys, case, fmt):
     path, message = bad_files(tmp_path)[case]
@@ -70,15 +90,18 @@ def test_good_event_of_the_same_file_still_reads(tmp_path):
     assert main(["export", f"in={path}", f"out={tmp_path / 'ok.h5'}", "format=h5", "events=[0]"]) == 0
 
 
-@pytest.mark.parametrize("args, message", [
-    (["inspect", "in=x.h5", "colour=red"], "unknown config key 'colour'"),
-    (["inspect", "in=x.h5", "+colour=red"], "unknown config key 'colour'"),
-    (["simulate", "sim.nonsense=1"], "unknown config key 'sim.nonsense'"),
-    (["inspect", "in=x.h5", "max_events=many"], "bad value for 'max_events'"),
-    (["inspect"], "missing required key 'in'"),
-    (["inspect", "conf=nope"], "unknown recipe 'nope'"),
-    (["frobnicate"], "unknown command 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["inspect", "in=x.h5", "colour=red"], "unknown config key 'colour'"),
+        (["inspect", "in=x.h5", "+colour=red"], "unknown config key 'colour'"),
+        (["simulate", "sim.nonsense=1"], "unknown config key 'sim.nonsense'"),
+        (["inspect", "in=x.h5", "max_events=many"], "bad value for 'max_events'"),
+        (["inspect"], "missing required key 'in'"),
+        (["inspect", "conf=nope"], "unknown recipe 'nope'"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
+    ],
+)
 def test_config_errors_name_the_key(capsys, args, message):
     assert main(args) != 0
     err = capsys.readouterr().err.strip()
@@ -86,8 +109,12 @@ def test_config_errors_name_the_key(capsys, args, message):
 
 
 def test_console_script_exit_code_and_no_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "voxgen.cli", "inspect", f"in={tmp_path}/none.h5"],
-                            capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "voxgen.cli", "inspect", f"in={tmp_path}/none.h5"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().endswith("none.h5: no such file or folder")

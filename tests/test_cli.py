@@ -39,8 +39,18 @@ def test_help_lists_commands_and_keys(capsys):
 @pytest.fixture(scope="module")
 def sim_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim")
-    code = main(["simulate", f"out={out}", "splits.train=6", "splits.val=0", "splits.test=4",
-                 "workers=0", "progress=false", "seed=3"])
+    code = main(
+        [
+            "simulate",
+            f"out={out}",
+            "splits.train=6",
+            "splits.val=0",
+            "splits.test=4",
+            "workers=0",
+            "progress=false",
+            "seed=3",
+        ]
+    )
     assert code == 0
     return out
 
@@ -57,8 +67,21 @@ def test_simulate_writes_splits_config_and_manifest(sim_dir):
 
 
 def test_simulate_is_reproducible(sim_dir, tmp_path):
-    assert main(["simulate", f"out={tmp_path}", "splits.train=6", "splits.val=0", "splits.test=0",
-                 "workers=0", "progress=false", "seed=3"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                f"out={tmp_path}",
+                "splits.train=6",
+                "splits.val=0",
+                "splits.test=0",
+                "workers=0",
+                "progress=false",
+                "seed=3",
+            ]
+        )
+        == 0
+    )
     again, first = PilarnetReader(tmp_path / "train"), PilarnetReader(sim_dir / "train")
     assert all(a.equals(b) for a, b in zip(again, first))
 
@@ -101,8 +124,9 @@ def test_export_round_trips(sim_dir, tmp_path, fmt):
 
 def test_export_meshes(sim_dir, tmp_path):
     out = tmp_path / "meshes"
-    assert main(["export", f"in={sim_dir / 'test'}", f"out={out}", "format=glb", "events=[0,2]",
-                 "color_by=semantic"]) == 0
+    assert (
+        main(["export", f"in={sim_dir / 'test'}", f"out={out}", "format=glb", "events=[0,2]", "color_by=semantic"]) == 0
+    )
     assert sorted(p.name for p in out.glob("*.glb")) == ["event_00000.glb", "event_00001.glb"]
 
 

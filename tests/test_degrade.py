@@ -37,7 +37,7 @@ def test_spreading_keeps_each_image_charge(images, name):
     assert (out > 0).sum() > 1.5 * (images > 0).sum()  # the strongest spreads charge wider
 
 
-def test_thickening_widens_a_line_to_2r_plus_1_pixels(images):
+def test_thickening_widens_a_line_to_2r_plus_1_pixels():
     line = np.zeros((1, 64, 64), np.float32)
     line[0, 30, 10:50] = 1.0
     out = DEGRADATIONS["thicken_tracks"](line, 2.0, np.random.default_rng(0))
@@ -58,7 +58,9 @@ def test_noise_and_rescale_figures(images):
     mean_charge = images.sum(axis=(1, 2)) / (images > 0).sum(axis=(1, 2))
     assert (noisy[empty] > 0).mean() == pytest.approx(0.1587, abs=0.005)
     assert (noisy[0][empty[0] & (noisy[0] > 0)] >= 0.05 * mean_charge[0]).all()
-    spread = (noisy - images)[~empty & (images > 0.5)] / np.repeat(mean_charge, (~empty & (images > 0.5)).sum(axis=(1, 2)))
+    spread = (noisy - images)[~empty & (images > 0.5)] / np.repeat(
+        mean_charge, (~empty & (images > 0.5)).sum(axis=(1, 2))
+    )
     assert spread.std() == pytest.approx(0.05, rel=0.1)
     scaled = DEGRADATIONS["rescale_charge"](images, 0.25, np.random.default_rng(0))
     np.testing.assert_allclose(scaled, images * 1.25, rtol=1e-6)

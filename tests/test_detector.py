@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import make_event
 from omegaconf import OmegaConf
 
-from conftest import make_event
 from voxgen.detector import (
     PlaneGeometry,
     WirePlane,
@@ -22,6 +22,8 @@ from voxgen.detector import (
     tick_charge,
 )
 from voxgen.errors import BadInput, ConfigError
+from voxgen.sim.config import SimConfig
+from voxgen.sim.generator import simulate_event
 from voxgen.views import project_2d, wire_plane_images
 
 
@@ -37,8 +39,7 @@ def slice_charge(coords: np.ndarray, energy: torch.Tensor, geometry: PlaneGeomet
 
 
 def simulated_event():
-    generator = pytest.importorskip("voxgen.sim.generator")
-    return generator.simulate_event(generator.SimConfig(), np.random.default_rng(3))
+    return simulate_event(SimConfig(), np.random.default_rng(3))
 
 
 @pytest.mark.parametrize("interpolation", ["nearest", "linear"])
@@ -88,7 +89,7 @@ def test_gradient_of_plane_sum_is_all_ones(interpolation):
     coords, energy = random_voxels(np.random.default_rng(2), n=500)
     energy.requires_grad_(True)
     images = project_to_planes(coords, energy, PlaneGeometry(interpolation=interpolation))
-    for name, image in images.items():
+    for image in images.values():
         (grad,) = torch.autograd.grad(image.sum(), energy, retain_graph=True)
         np.testing.assert_allclose(grad.numpy(), np.ones(500), atol=1e-6)
     # a single pixel: the gradient is the share of each voxel's charge that lands there
@@ -161,11 +162,18 @@ def test_dead_channels_blank_exactly_the_listed_wires():
         dead_channel_mask(geometry, {"W": [1]})
 
 
-@pytest.mark.parametrize("geometry", [
-    PlaneGeometry(),
-    PlaneGeometry(planes=(WirePlane("A", 35.0, 4.0), WirePlane("B", -90.0, 5.0), WirePlane("C", 120.0, 2.5)),
-                  drift_axis="z", grid=100, tick_mm=2.0),
-])
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        PlaneGeometry(),
+        PlaneGeometry(
+            planes=(WirePlane("A", 35.0, 4.0), WirePlane("B", -90.0, 5.0), WirePlane("C", 120.0, 2.5)),
+            drift_axis="z",
+            grid=100,
+            tick_mm=2.0,
+        ),
+    ],
+)
 def test_wire_counts_cover_the_grid_corners(geometry):
     ends = [0, geometry.grid - 1]
     corners = torch.cartesian_prod(*(torch.tensor(ends),) * 3)
@@ -188,14 +196,27 @@ def test_default_wire_counts():
 
 
 def test_from_config_and_errors():
-    geometry = PlaneGeometry.from_config({
-        "planes": [{"name": "U", "angle_deg": 60, "pitch_mm": 3}, {"name": "Y", "angle_deg": 0}],
-        "tick_voxels": 2, "drift_axis": "x", "interpolation": "nearest"})
+    geometry = PlaneGeometry.from_config(
+        {
+            "planes": [{"name": "U", "angle_deg": 60, "pitch_mm": 3}, {"name": "Y", "angle_deg": 0}],
+            "tick_voxels": 2,
+            "drift_axis": "x",
+            "interpolation": "nearest",
+        }
+    )
     assert geometry.names == ("U", "Y")
     assert geometry.tick_mm == 6.0 and geometry.n_ticks == 384
     assert PlaneGeometry.from_config({}) == PlaneGeometry()
-    node = OmegaConf.create({"planes": [{"name": "U", "angle_deg": 60.0}, {"name": "V", "angle_deg": -60.0},
-                                        {"name": "Y", "angle_deg": 0.0}], "tick_mm": 3.0})
+    node = OmegaConf.create(
+        {
+            "planes": [
+                {"name": "U", "angle_deg": 60.0},
+                {"name": "V", "angle_deg": -60.0},
+                {"name": "Y", "angle_deg": 0.0},
+            ],
+            "tick_mm": 3.0,
+        }
+    )
     assert PlaneGeometry.from_config(node) == PlaneGeometry()
     with pytest.raises(ConfigError, match="detector.wires"):
         PlaneGeometry.from_config({"wires": 3})

@@ -13,7 +13,7 @@ from voxgen.evaluate import degrade
 from voxgen.evaluate.event_sets import evaluate_events
 from voxgen.evaluate.image_sets import BLIND, HEADLINE, degradation_curves, evaluate_images, reference_halves
 from voxgen.io.pilarnet import PilarnetReader
-from voxgen.models.ssnet2d import load_ssnet
+from voxgen.runs import load_model
 from voxgen.sim.config import SimConfig
 from voxgen.sim.generator import simulate_splits
 
@@ -22,12 +22,27 @@ from voxgen.sim.generator import simulate_splits
 def ssnet_run(tmp_path_factory):
     """A small SSNet2D trained for a minute on simulated mu-/e- crops, plus its crop sets."""
     root = tmp_path_factory.mktemp("eval")
-    simulate_splits(SimConfig(species=["mu-", "e-", "p"]), root / "data", {"train": 160, "test": 260}, seed=1,
-                    progress=False)
+    simulate_splits(
+        SimConfig(species=["mu-", "e-", "p"]), root / "data", {"train": 160, "test": 260}, seed=1, progress=False
+    )
     run = root / "ssnet"
-    assert main(["train", "conf=ssnet2d", f"out={run}", f"data.root={root / 'data'}", "model.base=8",
-                 "trainer.epochs=5", "trainer.progress=false", "trainer.device=cpu", "batch_size=16",
-                 "data.crops_per_event=8"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "conf=ssnet2d",
+                f"out={run}",
+                f"data.root={root / 'data'}",
+                "model.base=8",
+                "trainer.epochs=5",
+                "trainer.progress=false",
+                "trainer.device=cpu",
+                "batch_size=16",
+                "data.crops_per_event=8",
+            ]
+        )
+        == 0
+    )
     return run, CropSet.load(run / "data" / "test_crops.npz"), root
 
 
@@ -38,7 +53,7 @@ def trained_segmenter_is_usable(run) -> None:
 def test_floor_is_small_and_a_bad_candidate_is_far(ssnet_run):
     run, test, _ = ssnet_run
     trained_segmenter_is_usable(run)
-    model = load_ssnet(run, "cpu")
+    model, _ = load_model(run, "ssnet2d", "cpu")
     train = CropSet.load(run / "data" / "train_crops.npz")  # disjoint from the reference events
     blurred = degrade.DEGRADATIONS["gaussian_blur"](train.images, 1.0, np.random.default_rng(0))
     result = evaluate_images(model, test.images, blurred, n=len(test) // 2, n_emd=60)
@@ -53,13 +68,33 @@ def test_floor_is_small_and_a_bad_candidate_is_far(ssnet_run):
 def test_evaluate_command_writes_report(ssnet_run, tmp_path, capsys):
     run, test, root = ssnet_run
     train = CropSet.load(run / "data" / "train_crops.npz")
-    noisy = CropSet(degrade.DEGRADATIONS["additive_noise"](train.images, 0.05, np.random.default_rng(1)),
-                    train.labels, train.event, train.pid, train.momentum)
+    noisy = CropSet(
+        degrade.DEGRADATIONS["additive_noise"](train.images, 0.05, np.random.default_rng(1)),
+        train.labels,
+        train.event,
+        train.pid,
+        train.momentum,
+    )
     cand_path = noisy.save(tmp_path / "noisy.npz")
     out = tmp_path / "eval"
-    assert main(["evaluate", f"reference={run / 'data' / 'test_crops.npz'}", f"candidate={cand_path}",
-                 f"ssnet={run}", f"out={out}", "n=60", "n_emd=30", "collapse_n=40", "degradations=true", "progress=false",
-                 f"train={run / 'data' / 'train_crops.npz'}"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                f"reference={run / 'data' / 'test_crops.npz'}",
+                f"candidate={cand_path}",
+                f"ssnet={run}",
+                f"out={out}",
+                "n=60",
+                "n_emd=30",
+                "collapse_n=40",
+                "degradations=true",
+                "progress=false",
+                f"train={run / 'data' / 'train_crops.npz'}",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| fid |" in printed
     metrics = json.loads((out / "metrics.json").read_text())
@@ -73,8 +108,13 @@ def test_evaluate_command_writes_report(ssnet_run, tmp_path, capsys):
 
 def test_missing_ssnet_is_one_line(tmp_path, capsys):
     crops = tmp_path / "c.npz"
-    CropSet(np.zeros((2, 64, 64), np.float32), np.zeros((2, 64, 64), np.int64), np.zeros(2, int),
-            np.zeros(2, int), np.zeros(2, np.float32)).save(crops)
+    CropSet(
+        np.zeros((2, 64, 64), np.float32),
+        np.zeros((2, 64, 64), np.int64),
+        np.zeros(2, int),
+        np.zeros(2, int),
+        np.zeros(2, np.float32),
+    ).save(crops)
     assert main(["evaluate", f"reference={crops}", f"candidate={crops}", f"ssnet={tmp_path}"]) == 2
     assert "not a training run of SSNet2D" in capsys.readouterr().err
 
@@ -84,9 +124,9 @@ def test_headline_metrics_sit_at_the_floor_and_worsen_monotonically(ssnet_run):
     equals the real-vs-real floor at strength 0 and rises with every step of strength, except
     where it is blind to a degradation by construction (image_sets.BLIND). At this test's size
     (~1000 images, a 30-second SSNet) a step may dip by sampling noise or once the curve has
-    saturated; the README's n = 1000 figures with the CPU-preset SSNet rise strictly."""
+    saturated; the n = 1000 figures of docs/results.md with the CPU-preset SSNet rise strictly."""
     run, test, _ = ssnet_run
-    model = load_ssnet(run, "cpu")
+    model, _ = load_model(run, "ssnet2d", "cpu")
     n = len(test) // 2
     curves = degradation_curves(model, *reference_halves(model, test.images, n, seed=0), n_emd=60)
     floor = evaluate_images(model, test.images, test.images, n=n, n_emd=60)["floor"]
@@ -136,8 +176,20 @@ def test_event_sets_floor_and_a_different_species_mix(event_sets):
 
 def test_evaluate_command_on_event_files(event_sets, tmp_path, capsys):
     out = tmp_path / "eval3d"
-    assert main(["evaluate", f"reference={event_sets / 'real' / 'test'}", f"candidate={event_sets / 'electrons' / 'test'}",
-                 f"out={out}", "n=15", "n_pairs_events=10", "progress=false"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                f"reference={event_sets / 'real' / 'test'}",
+                f"candidate={event_sets / 'electrons' / 'test'}",
+                f"out={out}",
+                "n=15",
+                "n_pairs_events=10",
+                "progress=false",
+            ]
+        )
+        == 0
+    )
     assert "| chi2_pca_length |" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["kind"] == "events" and metrics["n"] == 15
@@ -146,7 +198,12 @@ def test_evaluate_command_on_event_files(event_sets, tmp_path, capsys):
 
 def test_mixing_images_and_events_is_one_line(event_sets, tmp_path, capsys):
     crops = tmp_path / "c.npz"
-    CropSet(np.zeros((4, 64, 64), np.float32), np.zeros((4, 64, 64), np.int64), np.zeros(4, int),
-            np.zeros(4, int), np.zeros(4, np.float32)).save(crops)
+    CropSet(
+        np.zeros((4, 64, 64), np.float32),
+        np.zeros((4, 64, 64), np.int64),
+        np.zeros(4, int),
+        np.zeros(4, int),
+        np.zeros(4, np.float32),
+    ).save(crops)
     assert main(["evaluate", f"reference={crops}", f"candidate={event_sets / 'real' / 'test'}"]) == 2
     assert "both be image sets" in capsys.readouterr().err

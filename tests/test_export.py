@@ -25,17 +25,35 @@ def labelled_event(rng: np.random.Generator, n_clusters: int = 3, grid: int = GR
     sizes = rng.integers(2, 12, size=n_clusters)
     n = int(sizes.sum())
     clusters = Clusters.build(
-        semantic=rng.integers(0, 5, n_clusters), pid=rng.integers(0, 5, n_clusters),
-        group=np.arange(n_clusters), interaction=np.zeros(n_clusters),
-        momentum=rng.uniform(10, 900, n_clusters), vertex=rng.uniform(0, grid, (n_clusters, 3)),
-        lead=rng.uniform(0, 1, n_clusters))
-    particles = [Particle(pid=int(clusters.pid[k]), momentum=float(rng.uniform(10, 900)),
-                          vertex=tuple(rng.uniform(0, grid, 3)), direction=(0.0, 0.6, 0.8), group=k)
-                 for k in range(n_clusters)]
-    return Event(coords=distinct_coords(rng, n, grid), energy=rng.uniform(0.01, 5, n),
-                 electrons=rng.uniform(0, 1e5, n), time=rng.uniform(0, 100, n),
-                 dx=rng.uniform(0.3, 0.6, n), cluster=np.repeat(np.arange(n_clusters), sizes),
-                 clusters=clusters, particles=particles, grid=grid)
+        semantic=rng.integers(0, 5, n_clusters),
+        pid=rng.integers(0, 5, n_clusters),
+        group=np.arange(n_clusters),
+        interaction=np.zeros(n_clusters),
+        momentum=rng.uniform(10, 900, n_clusters),
+        vertex=rng.uniform(0, grid, (n_clusters, 3)),
+        lead=rng.uniform(0, 1, n_clusters),
+    )
+    particles = [
+        Particle(
+            pid=int(clusters.pid[k]),
+            momentum=float(rng.uniform(10, 900)),
+            vertex=tuple(rng.uniform(0, grid, 3)),
+            direction=(0.0, 0.6, 0.8),
+            group=k,
+        )
+        for k in range(n_clusters)
+    ]
+    return Event(
+        coords=distinct_coords(rng, n, grid),
+        energy=rng.uniform(0.01, 5, n),
+        electrons=rng.uniform(0, 1e5, n),
+        time=rng.uniform(0, 100, n),
+        dx=rng.uniform(0.3, 0.6, n),
+        cluster=np.repeat(np.arange(n_clusters), sizes),
+        clusters=clusters,
+        particles=particles,
+        grid=grid,
+    )
 
 
 def unlabelled_event(rng: np.random.Generator, n: int = 7, grid: int = GRID_SIZE) -> Event:
@@ -45,7 +63,7 @@ def unlabelled_event(rng: np.random.Generator, n: int = 7, grid: int = GRID_SIZE
 
 def distinct_coords(rng: np.random.Generator, n: int, grid: int) -> np.ndarray:
     """(n, 3) distinct voxel indices in [0, grid)."""
-    return np.stack(np.unravel_index(rng.choice(grid ** 3, n, replace=False), (grid,) * 3), axis=1)
+    return np.stack(np.unravel_index(rng.choice(grid**3, n, replace=False), (grid,) * 3), axis=1)
 
 
 @pytest.fixture
@@ -57,19 +75,24 @@ def rng() -> np.random.Generator:
 def mixed(rng) -> list[Event]:
     """Labelled, unlabelled, a particle with unknown (NaN) direction, a table without voxel index."""
     foreign = labelled_event(rng, 2)
-    foreign.particles.append(Particle(pid=2, momentum=123.5, vertex=(1.0, 2.0, 3.0),
-                                      direction=(float("nan"),) * 3))
+    foreign.particles.append(Particle(pid=2, momentum=123.5, vertex=(1.0, 2.0, 3.0), direction=(float("nan"),) * 3))
     table_only = labelled_event(rng, 1)
     table_only.cluster = None
-    return [labelled_event(rng, 3), unlabelled_event(rng), foreign, labelled_event(rng, 1),
-            table_only, unlabelled_event(rng, n=1)]
+    return [
+        labelled_event(rng, 3),
+        unlabelled_event(rng),
+        foreign,
+        labelled_event(rng, 1),
+        table_only,
+        unlabelled_event(rng, n=1),
+    ]
 
 
 def assert_same_events(read: list[Event], written: list[Event], exact_particles: bool = True) -> None:
     """``Event.equals`` for each pair; with ``exact_particles`` also the particles in float64."""
+
     def rows(e: Event) -> np.ndarray:
-        return np.array([(p.pid, p.group, p.momentum, *p.vertex, *p.direction)
-                         for p in e.particles], dtype=np.float64)
+        return np.array([(p.pid, p.group, p.momentum, *p.vertex, *p.direction) for p in e.particles], dtype=np.float64)
 
     assert len(read) == len(written)
     for a, b in zip(read, written):
@@ -78,6 +101,7 @@ def assert_same_events(read: list[Event], written: list[Event], exact_particles:
 
 
 # ---- Parquet ----------------------------------------------------------------------------------
+
 
 def test_parquet_round_trip_is_identical(tmp_path, mixed):
     paths = write_parquet(mixed, tmp_path / "events.parquet")
@@ -132,14 +156,25 @@ def test_parquet_columns_and_dtypes(tmp_path, mixed):
     path = write_parquet(mixed, tmp_path / "e.parquet")[0]
     schema = pq.read_schema(path)
     expected = {
-        "event": pa.int64(), "n_voxels": pa.int32(), "total_energy": pa.float64(),
-        "grid": pa.int32(), "primary_pid": pa.int32(), "primary_momentum": pa.float64(),
-        "x": pa.list_(pa.int32()), "energy": pa.list_(pa.float32()), "dx": pa.list_(pa.float32()),
-        "semantic": pa.list_(pa.int16()), "pid": pa.list_(pa.int16()),
-        "instance": pa.list_(pa.int32()), "cluster": pa.list_(pa.int32()),
-        "cluster_semantic": pa.list_(pa.int16()), "cluster_vertex_z": pa.list_(pa.float32()),
-        "cluster_lead": pa.list_(pa.float32()), "particle_pid": pa.list_(pa.int32()),
-        "particle_direction_y": pa.list_(pa.float64()), "particle_group": pa.list_(pa.int32()),
+        "event": pa.int64(),
+        "n_voxels": pa.int32(),
+        "total_energy": pa.float64(),
+        "grid": pa.int32(),
+        "primary_pid": pa.int32(),
+        "primary_momentum": pa.float64(),
+        "x": pa.list_(pa.int32()),
+        "energy": pa.list_(pa.float32()),
+        "dx": pa.list_(pa.float32()),
+        "semantic": pa.list_(pa.int16()),
+        "pid": pa.list_(pa.int16()),
+        "instance": pa.list_(pa.int32()),
+        "cluster": pa.list_(pa.int32()),
+        "cluster_semantic": pa.list_(pa.int16()),
+        "cluster_vertex_z": pa.list_(pa.float32()),
+        "cluster_lead": pa.list_(pa.float32()),
+        "particle_pid": pa.list_(pa.int32()),
+        "particle_direction_y": pa.list_(pa.float64()),
+        "particle_group": pa.list_(pa.int32()),
     }
     for name, kind in expected.items():
         assert schema.field(name).type == kind, name
@@ -148,8 +183,16 @@ def test_parquet_columns_and_dtypes(tmp_path, mixed):
     assert labelled["semantic"] == mixed[0].semantic.tolist()
     assert labelled["instance"] == mixed[0].instance.tolist()
     assert labelled["primary_pid"] == mixed[0].particles[0].pid
-    for name in ("semantic", "pid", "instance", "cluster", "electrons", "cluster_pid",
-                 "primary_pid", "primary_momentum"):
+    for name in (
+        "semantic",
+        "pid",
+        "instance",
+        "cluster",
+        "electrons",
+        "cluster_pid",
+        "primary_pid",
+        "primary_momentum",
+    ):
         assert unlabelled[name] is None, name
     assert unlabelled["particle_pid"] == [] and unlabelled["n_voxels"] == 7
 
@@ -189,18 +232,18 @@ def test_read_parquet_bad_paths(tmp_path):
 
 # ---- meshes -----------------------------------------------------------------------------------
 
+
 def test_mesh_has_one_cube_per_voxel(rng):
     event = labelled_event(rng)
     mesh = event_to_mesh(event)
     assert mesh.vertices.shape == (8 * len(event), 3)
     assert mesh.faces.shape == (12 * len(event), 3)
-    np.testing.assert_allclose(mesh.bounds, [event.coords.min(0) * VOXEL_MM,
-                                             (event.coords.max(0) + 1) * VOXEL_MM])
+    np.testing.assert_allclose(mesh.bounds, [event.coords.min(0) * VOXEL_MM, (event.coords.max(0) + 1) * VOXEL_MM])
 
 
 def test_mesh_cube_faces_point_outward():
     one = Event(coords=[[4, 5, 6]], energy=[1.0])
-    assert event_to_mesh(one).volume == pytest.approx(VOXEL_MM ** 3)
+    assert event_to_mesh(one).volume == pytest.approx(VOXEL_MM**3)
     assert event_to_mesh(one, voxel_size=1.0).volume == pytest.approx(1.0)
 
 
@@ -211,8 +254,9 @@ def test_mesh_merges_duplicate_voxels():
 
 def test_mesh_colours_by_semantic_and_energy():
     clusters = Clusters.build(semantic=[0, 1, 1], pid=[1, 2, 2])
-    event = Event(coords=[[0, 0, 0], [2, 0, 0], [4, 0, 0]], energy=[0.1, 1.0, 10.0],
-                  cluster=[0, 1, 2], clusters=clusters)
+    event = Event(
+        coords=[[0, 0, 0], [2, 0, 0], [4, 0, 0]], energy=[0.1, 1.0, 10.0], cluster=[0, 1, 2], clusters=clusters
+    )
     colours = event_to_mesh(event, color_by="semantic").visual.vertex_colors[::8]
     assert not np.array_equal(colours[0], colours[1])  # shower vs track
     np.testing.assert_array_equal(colours[1], colours[2])  # both tracks
@@ -220,7 +264,7 @@ def test_mesh_colours_by_semantic_and_energy():
     assert len({tuple(c) for c in energy}) == 3
 
 
-def test_mesh_keeps_the_most_energetic_voxels(rng):
+def test_mesh_keeps_the_most_energetic_voxels():
     event = Event(coords=np.stack([np.arange(10)] * 3, axis=1), energy=np.arange(1, 11), grid=16)
     with pytest.warns(UserWarning, match="10 voxels, meshing the 4 most energetic"):
         mesh = event_to_mesh(event, max_voxels=4)
@@ -263,6 +307,7 @@ def test_mesh_failed_write_leaves_no_file(tmp_path, rng, monkeypatch):
 
 
 # ---- export dispatch --------------------------------------------------------------------------
+
 
 def test_export_unknown_format():
     message = r"^format: unknown export format 'x' \(choose parquet, h5, ply, glb\)$"

@@ -9,6 +9,8 @@ import torch
 from voxgen.data.transforms import ChargeTransform
 from voxgen.errors import ConfigError
 from voxgen.generative.conditioning import NULL_PID, ConditionEmbedding, drop_condition, particle_pid
+from voxgen.generative.guidance import classifier_free
+from voxgen.generative.score_sde import ScoreSDE
 from voxgen.generative.sde import VPSDE, denoising_score_loss, noise_from_prediction
 from voxgen.generative.solvers import SamplerConfig, euler_maruyama, predictor_corrector, probability_flow
 from voxgen.models.score2d import ScoreModel2D
@@ -36,11 +38,14 @@ def test_vp_marginals_follow_the_closed_form():
     assert xt.std().item() == pytest.approx(std.item(), abs=0.02)
 
 
-@pytest.mark.parametrize("solve, kwargs, nfe", [
-    (euler_maruyama, {"steps": 300}, 300),
-    (predictor_corrector, {"steps": 150}, 300),
-    (probability_flow, {"method": "rk4", "steps": 40}, 160),
-])
+@pytest.mark.parametrize(
+    "solve, kwargs, nfe",
+    [
+        (euler_maruyama, {"steps": 300}, 300),
+        (predictor_corrector, {"steps": 150}, 300),
+        (probability_flow, {"method": "rk4", "steps": 40}, 160),
+    ],
+)
 def test_samplers_recover_a_known_distribution(solve, kwargs, nfe):
     """With the exact score, every sampler turns N(0, 1) into the data's N(2, 0.5^2)."""
     g = torch.Generator().manual_seed(1)
@@ -77,8 +82,12 @@ def test_denoising_loss_is_zero_for_the_true_noise_only():
     (the mean of 16,384 squared normals: standard error 0.011, so 0.05 is 4.5 standard errors)."""
     x0 = torch.randn(64, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     oracle = lambda xt, tt: (xt - SDE.marginal(x0, tt)[0]) / SDE.std(tt)[:, None, None, None]
-    assert denoising_score_loss(SDE, oracle, x0, generator=torch.Generator().manual_seed(0)).item() == pytest.approx(0.0, abs=1e-8)
-    zero = denoising_score_loss(SDE, lambda xt, tt: torch.zeros_like(xt), x0, generator=torch.Generator().manual_seed(2))
+    assert denoising_score_loss(SDE, oracle, x0, generator=torch.Generator().manual_seed(0)).item() == pytest.approx(
+        0.0, abs=1e-8
+    )
+    zero = denoising_score_loss(
+        SDE, lambda xt, tt: torch.zeros_like(xt), x0, generator=torch.Generator().manual_seed(2)
+    )
     assert zero.item() == pytest.approx(1.0, abs=0.05)
 
 
@@ -132,9 +141,14 @@ def test_charge_transform_gap_keeps_empty_pixels_empty_under_noise():
     assert (ChargeTransform(gap=0.0).to_charge(noisy) > 0).float().mean() > 0.4
 
 
+def noise_estimate(model: ScoreModel2D, x, t, pid, momentum) -> torch.Tensor:
+    """z_hat of the model's v prediction."""
+    return noise_from_prediction(SDE, "v", model.network(x, t, pid, momentum), x, t)
+
+
 def tiny_score_model() -> ScoreModel2D:
     torch.manual_seed(0)
-    return ScoreModel2D(SDE, base=8, mults=(1, 2), blocks=1, emb_dim=32, patch=2, p_uncond=0.2)
+    return ScoreModel2D(ScoreSDE(SDE, "v"), base=8, mults=(1, 2), blocks=1, emb_dim=32, patch=2, p_uncond=0.2)
 
 
 def test_score_model_training_lowers_the_loss():
@@ -162,13 +176,18 @@ def test_score_model_training_lowers_the_loss():
         t = torch.full((16,), 0.5)
         xt = SDE.perturb(torch.zeros(16, 1, 16, 16), t, torch.randn(16, 1, 16, 16, generator=g))
         request = torch.tensor([2] * 8 + [1] * 8)
-        z = model.noise(xt, t, request, torch.full((16,), 400.0))
+        z = noise_estimate(model, xt, t, request, torch.full((16,), 400.0))
         mean, std = SDE.marginal(torch.ones(1), t)
         x0 = (xt - std[:, None, None, None] * z) / mean[:, None, None, None]
     row_line, col_line = x0[:, 0, 8, :].mean(1), x0[:, 0, :, 8].mean(1)
     assert torch.all(row_line[:8] > col_line[:8]) and torch.all(col_line[8:] > row_line[8:])
-    samples, nfe = model.sample(request, torch.full((16,), 400.0), SamplerConfig(steps=20, guidance=1.0), size=16,
-                                generator=torch.Generator().manual_seed(0))
+    samples, nfe = model.sample(
+        request,
+        torch.full((16,), 400.0),
+        SamplerConfig(steps=20, guidance=1.0),
+        size=16,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert samples.shape == (16, 1, 16, 16) and nfe == 40  # guidance doubles the evaluations
     assert torch.isfinite(samples).all() and samples.abs().max() <= 1.0
 
@@ -179,10 +198,11 @@ def test_guided_score_combines_conditional_and_unconditional():
     pid, mom = torch.tensor([0, 2, 4]), torch.tensor([100.0, 300.0, 700.0])
     std = SDE.std(t)[:, None, None, None]
     with torch.no_grad():
-        cond = model.noise(x, t, pid, mom)
-        uncond = model.noise(x, t, torch.full_like(pid, NULL_PID), mom)
-        assert torch.allclose(model.score_fn(pid, mom)(x, t), -cond / std, atol=1e-5)
-        assert torch.allclose(model.score_fn(pid, mom, 2.0)(x, t), -(3 * cond - 2 * uncond) / std, atol=1e-4)
+        cond = noise_estimate(model, x, t, pid, mom)
+        uncond = noise_estimate(model, x, t, torch.full_like(pid, NULL_PID), mom)
+        score = lambda w: model.process.score(classifier_free(model.network, pid, mom, w))
+        assert torch.allclose(score(0.0)(x, t), -cond / std, atol=1e-5)
+        assert torch.allclose(score(2.0)(x, t), -(3 * cond - 2 * uncond) / std, atol=1e-4)
 
 
 def test_sampler_config_rejects_unknown_methods():

@@ -12,19 +12,19 @@ import pytest
 import torch
 
 from voxgen.cli import main
+from voxgen.data.batches import event_batches, sparse_batch, tensor_batches
 from voxgen.events import Clusters, Event
-from voxgen.generative.flow import CondOTPath, flow_matching_loss, integrate_flow
+from voxgen.generative.flow import CondOTPath, FlowMatching, FlowSamplerConfig, flow_matching_loss, integrate_flow
+from voxgen.generative.score_sde import ScoreSDE
 from voxgen.io.parquet import read_parquet
 from voxgen.io.sources import open_events
-from voxgen.models.latent3d import FlowSamplerConfig, LatentGenerator3D
+from voxgen.models.latent3d import LatentGenerator3D
 from voxgen.models.sparse_ae import SparseAutoencoder3D, keep_sites, level_sites, reconstruction_scores_3d
-from voxgen.models.ssnet3d import sparse_batch
 from voxgen.nn.sparse import BACKENDS, get_backend
 from voxgen.nn.sparse.base import copy_weights
 from voxgen.sim.config import SimConfig
 from voxgen.sim.generator import simulate_splits
 from voxgen.train.loop import TrainerConfig, train
-from voxgen.train.ssnet3d import event_batches
 
 GRID = 32
 
@@ -37,8 +37,13 @@ def toy_event(rng: np.random.Generator) -> Event:
     blob = np.clip(np.round(rng.uniform(8, 24, 3) + rng.normal(scale=1.2, size=(20, 3))), 0, GRID - 1).astype(int)
     coords, index = np.unique(np.concatenate([track, blob]), axis=0, return_index=True)
     energy = np.concatenate([np.full(len(track), 0.6), rng.exponential(1.5, len(blob))])[index]
-    return Event(coords, energy, cluster=np.zeros(len(coords), np.int32), clusters=Clusters.build(semantic=[1], pid=[2]),
-                 grid=GRID)
+    return Event(
+        coords,
+        energy,
+        cluster=np.zeros(len(coords), np.int32),
+        clusters=Clusters.build(semantic=[1], pid=[2]),
+        grid=GRID,
+    )
 
 
 # ---------------------------------------------------------------- flow path and solvers
@@ -54,8 +59,10 @@ def test_condot_path_interpolates_noise_and_data():
     assert flow_matching_loss(CondOTPath(), exact, mu.expand(64, 3).clone()) < 1e-8
 
 
-@pytest.mark.parametrize("method, steps, nfe, tol", [("euler", 1000, 1000, 2e-3), ("midpoint", 20, 40, 1e-3),
-                                                      ("rk4", 5, 20, 1e-4), ("dopri5", 0, None, 1e-4)])
+@pytest.mark.parametrize(
+    "method, steps, nfe, tol",
+    [("euler", 1000, 1000, 2e-3), ("midpoint", 20, 40, 1e-3), ("rk4", 5, 20, 1e-4), ("dopri5", 0, None, 1e-4)],
+)
 def test_integrate_flow_solves_dx_dt_equals_x(method, steps, nfe, tol):
     x0 = torch.tensor([[1.0], [2.0]])
     out, used = integrate_flow(lambda x, t: x, x0, method=method, steps=max(steps, 1), rtol=1e-7, atol=1e-7)
@@ -65,12 +72,11 @@ def test_integrate_flow_solves_dx_dt_equals_x(method, steps, nfe, tol):
 
 def test_flow_sampler_rejects_unknown_methods():
     from voxgen.errors import ConfigError
-    from voxgen.models.latent3d import sampler_config
 
     with pytest.raises(ConfigError, match="ODE method"):
         FlowSamplerConfig(method="leapfrog")
     with pytest.raises(ConfigError, match="solves a VP-SDE"):
-        sampler_config("flow", {"method": "euler_maruyama", "steps": 10})
+        FlowMatching().sampler_settings({"method": "euler_maruyama", "steps": 10})
 
 
 # ---------------------------------------------------------------- autoencoder
@@ -135,8 +141,9 @@ def test_autoencoder_reconstructs_held_out_events(autoencoder):
     scores = reconstruction_scores_3d(model, events[32:])
     assert scores["coarse_occupancy_precision"] == scores["coarse_occupancy_recall"] == 1.0  # read off channel 0
     torch.manual_seed(0)
-    untrained = reconstruction_scores_3d(SparseAutoencoder3D("spconv", widths=(16, 16, 16), feature_channels=8, grid=GRID).eval(),
-                                         events[32:])
+    untrained = reconstruction_scores_3d(
+        SparseAutoencoder3D("spconv", widths=(16, 16, 16), feature_channels=8, grid=GRID).eval(), events[32:]
+    )
     assert scores["occupancy_iou"] > 1.5 * untrained["occupancy_iou"] and 0.5 < scores["voxel_count_ratio"] < 1.5
     assert abs(scores["total_energy_residual_mean"]) < 0.5
     decoded = model.decode(model.encode(*_encode_args(events[32:36])))
@@ -186,7 +193,7 @@ def _latent_data(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def test_latent_scale_is_the_per_channel_rms_over_all_sites():
     z, _, _ = _latent_data(8)
-    model = LatentGenerator3D("flow", channels=2, grid=4, base=8, mults=(1, 2), emb_dim=16)
+    model = LatentGenerator3D(FlowMatching(), channels=2, grid=4, base=8, mults=(1, 2), emb_dim=16)
     model.set_scale(z)
     # occupancy (+1/-1 everywhere) keeps its scale; the feature, 0.5 at one site of 64, has RMS 0.5 / 8
     assert torch.allclose(model.latent_scale, torch.tensor([1.0, 0.0625]))
@@ -195,20 +202,31 @@ def test_latent_scale_is_the_per_channel_rms_over_all_sites():
 @pytest.mark.parametrize("process", ["flow", "vpsde"])
 def test_latent_generator_learns_the_conditional_latents(process, tmp_path):
     from voxgen.generative.solvers import SamplerConfig
-    from voxgen.train.generators3d import latent_batches
 
     torch.manual_seed(0)
     z, pid, momentum = _latent_data(64)
-    model = LatentGenerator3D(process, channels=2, grid=4, base=16, mults=(1, 2), emb_dim=32, p_uncond=0.1)
+    model = LatentGenerator3D(
+        FlowMatching() if process == "flow" else ScoreSDE(),
+        channels=2,
+        grid=4,
+        base=16,
+        mults=(1, 2),
+        emb_dim=32,
+        p_uncond=0.1,
+    )
     model.set_scale(z)
     first = model.loss((z[:16], pid[:16], momentum[:16]))["loss"].item()
     cfg = TrainerConfig(epochs=40, lr=3e-3, log_every=10, progress=False, device="cpu", checkpoint_every=10_000)
-    last = train(model, latent_batches(z, pid, momentum, 16, 0), cfg, tmp_path)
+    last = train(model, tensor_batches((z, pid, momentum), 16, 0), cfg, tmp_path)
     assert last["loss"] < 0.5 * first
-    sampler = FlowSamplerConfig(method="midpoint", steps=10, guidance=1.0) if process == "flow" else \
-        SamplerConfig(method="euler_maruyama", steps=50, guidance=1.0)
-    samples, nfe = model.sample(torch.tensor([2] * 8 + [1] * 8), torch.full((16,), 400.0), sampler,
-                                generator=torch.Generator().manual_seed(0))
+    sampler = (
+        FlowSamplerConfig(method="midpoint", steps=10, guidance=1.0)
+        if process == "flow"
+        else SamplerConfig(method="euler_maruyama", steps=50, guidance=1.0)
+    )
+    samples, nfe = model.sample(
+        torch.tensor([2] * 8 + [1] * 8), torch.full((16,), 400.0), sampler, generator=torch.Generator().manual_seed(0)
+    )
     assert samples.shape == (16, 2, 4, 4, 4) and nfe == (40 if process == "flow" else 100)
     muon_site, electron_site = samples[:, :, 1, 1, 1], samples[:, :, 2, 2, 2]
     # each request occupies its own site (channel 0 near +1) with its feature's sign, and not the other's
@@ -218,11 +236,25 @@ def test_latent_generator_learns_the_conditional_latents(process, tmp_path):
 
 
 # ---------------------------------------------------------------- recipes end to end
-TINY = ["trainer.epochs=2", "trainer.max_steps_per_epoch=3", "trainer.progress=false", "trainer.device=cpu",
-        "batch_size=4", "autoencoder.trainer.epochs=1", "autoencoder.trainer.max_steps_per_epoch=3",
-        "autoencoder.model.widths=[8,8,8,8]", "autoencoder.model.context_width=4", "model.base=8", "model.mults=[1,2]",
-        "report.n=8", "report.per_condition=2", "report.momenta=[200,600]", "report.displays=1", "latent_copies=1",
-        "calibration_samples=4"]
+TINY = [
+    "trainer.epochs=2",
+    "trainer.max_steps_per_epoch=3",
+    "trainer.progress=false",
+    "trainer.device=cpu",
+    "batch_size=4",
+    "autoencoder.trainer.epochs=1",
+    "autoencoder.trainer.max_steps_per_epoch=3",
+    "autoencoder.model.widths=[8,8,8,8]",
+    "autoencoder.model.context_width=4",
+    "model.base=8",
+    "model.mults=[1,2]",
+    "report.n=8",
+    "report.per_condition=2",
+    "report.momenta=[200,600]",
+    "report.displays=1",
+    "latent_copies=1",
+    "calibration_samples=4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -232,8 +264,21 @@ def runs(tmp_path_factory):
     simulate_splits(SimConfig(species=["mu-", "e-"]), root / "data", {"train": 24, "test": 16}, seed=3, progress=False)
     data = f"data.root={root / 'data'}"
     assert main(["train", "conf=flowmatch3d", f"out={root / 'fm'}", data, *TINY, "ssnet3d=null"]) == 0
-    assert main(["train", "conf=diffusion3d", f"out={root / 'vp'}", data, *TINY, "ssnet3d=null",
-                 f"autoencoder_run={root / 'fm' / 'autoencoder'}", "sampler.steps=4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "conf=diffusion3d",
+                f"out={root / 'vp'}",
+                data,
+                *TINY,
+                "ssnet3d=null",
+                f"autoencoder_run={root / 'fm' / 'autoencoder'}",
+                "sampler.steps=4",
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -243,12 +288,21 @@ def test_flowmatch3d_run_writes_report_exports_and_figures(runs):
     assert figures["process"] == "flow" and figures["samples"] == 8
     assert figures["network_evaluations_per_event"] == 20  # midpoint, 10 steps
     ae = figures["autoencoder"]
-    assert 0 <= ae["occupancy_iou"] <= 1 and ae["coarse_occupancy_recall"] == 1.0 and ae["latent_shape"] == [17, 16, 16, 16]
+    assert (
+        0 <= ae["occupancy_iou"] <= 1
+        and ae["coarse_occupancy_recall"] == 1.0
+        and ae["latent_shape"] == [17, 16, 16, 16]
+    )
     assert set(figures["evaluation"]) == {"n", "candidate", "floor"}
     assert "pca_length" in "".join(figures["evaluation"]["candidate"])
     report = (fm / "report.md").read_text()
-    for part in ("## Autoencoder", "## Generated vs held-out events", "## Conditioning", "conditioning.png",
-                 "samples/event_000.png"):
+    for part in (
+        "## Autoencoder",
+        "## Generated vs held-out events",
+        "## Conditioning",
+        "conditioning.png",
+        "samples/event_000.png",
+    ):
         assert part in report
     parquet, h5 = read_parquet(fm / "samples" / "events.parquet"), open_events(fm / "samples" / "events.h5")
     assert len(parquet) == len(h5) == 8
@@ -262,9 +316,19 @@ def test_a_rerun_with_the_same_seed_repeats_the_training(runs, tmp_path):
     """Initial weights are drawn after seeding too, so two runs of a recipe log the same losses."""
     import csv
 
-    args = ["train", "conf=autoencoder3d", f"data.root={runs / 'data'}", "trainer.epochs=1", "trainer.max_steps_per_epoch=3",
-            "trainer.log_every=1", "trainer.progress=false", "trainer.device=cpu", "batch_size=4",
-            "model.widths=[8,8,8,8]", "model.context_width=4"]
+    args = [
+        "train",
+        "conf=autoencoder3d",
+        f"data.root={runs / 'data'}",
+        "trainer.epochs=1",
+        "trainer.max_steps_per_epoch=3",
+        "trainer.log_every=1",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+        "batch_size=4",
+        "model.widths=[8,8,8,8]",
+        "model.context_width=4",
+    ]
     losses = []
     for name in ("a", "b"):
         torch.manual_seed(len(losses))  # whatever the process's random state before the run
@@ -284,32 +348,70 @@ def test_diffusion3d_reuses_the_autoencoder(runs):
 @pytest.mark.parametrize("fmt", ["parquet", "h5"])
 def test_sample_writes_conditioned_events(runs, tmp_path, fmt):
     out = tmp_path / "s"
-    assert main(["sample", "conf=flowmatch3d", f"ckpt={runs / 'fm'}", "n=3", "cond.particle=muon", "cond.momentum=500",
-                 f"out={out}", f"format={fmt}", "trainer.progress=false", "sampler.steps=2", "sampler.method=euler"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "conf=flowmatch3d",
+                f"ckpt={runs / 'fm'}",
+                "n=3",
+                "cond.particle=muon",
+                "cond.momentum=500",
+                f"out={out}",
+                f"format={fmt}",
+                "trainer.progress=false",
+                "sampler.steps=2",
+                "sampler.method=euler",
+            ]
+        )
+        == 0
+    )
     events = open_events(out / f"events.{fmt}")
     assert len(events) == 3 and all(len(events[i]) >= 1 for i in range(3))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["figures"]["network_evaluations_per_event"] == 2
     if fmt == "parquet":
-        assert all(e.particles[0].pid == 2 and e.particles[0].momentum == 500 for e in read_parquet(out / "events.parquet"))
+        assert all(
+            e.particles[0].pid == 2 and e.particles[0].momentum == 500 for e in read_parquet(out / "events.parquet")
+        )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["format=ply"], "not an event format"),
-    (["cond.particle=kaon"], "unknown particle"),
-    (["sampler.method=euler_maruyama"], "solves a VP-SDE"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["format=ply"], "not an event format"),
+        (["cond.particle=kaon"], "unknown particle"),
+        (["sampler.method=euler_maruyama"], "solves a VP-SDE"),
+    ],
+)
 def test_sample_bad_requests_fail_in_one_line(runs, tmp_path, capsys, args, message):
-    code = main(["sample", "conf=flowmatch3d", f"ckpt={runs / 'fm'}", "n=2", f"out={tmp_path / 's'}",
-                 "trainer.progress=false", *args])
+    code = main(
+        [
+            "sample",
+            "conf=flowmatch3d",
+            f"ckpt={runs / 'fm'}",
+            "n=2",
+            f"out={tmp_path / 's'}",
+            "trainer.progress=false",
+            *args,
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code != 0 and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "s" / "events.ply").exists()
 
 
 def test_latent_generator_refuses_a_foreign_autoencoder_run(runs, tmp_path, capsys):
-    code = main(["train", "conf=diffusion3d", f"out={tmp_path / 'x'}", f"data.root={runs / 'data'}", *TINY,
-                 f"autoencoder_run={runs / 'fm'}"])
+    code = main(
+        [
+            "train",
+            "conf=diffusion3d",
+            f"out={tmp_path / 'x'}",
+            f"data.root={runs / 'data'}",
+            *TINY,
+            f"autoencoder_run={runs / 'fm'}",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code != 0 and "not autoencoder3d" in err and len(err.splitlines()) == 1
 
@@ -327,9 +429,9 @@ def test_channels_last_layout_changes_no_numbers():
     """The dense 3D stacks run channels-last (NDHWC) for speed; the same weights in the default
     layout give the same outputs and gradients, and checkpoints load into either."""
     torch.manual_seed(0)
-    model = LatentGenerator3D("flow", channels=2, grid=8, base=8, mults=(1, 2), emb_dim=16, patch=2)
+    model = LatentGenerator3D(FlowMatching(), channels=2, grid=8, base=8, mults=(1, 2), emb_dim=16, patch=2)
     assert model.net.stem.weight.is_contiguous(memory_format=torch.channels_last_3d)
-    plain = LatentGenerator3D("flow", channels=2, grid=8, base=8, mults=(1, 2), emb_dim=16, patch=2)
+    plain = LatentGenerator3D(FlowMatching(), channels=2, grid=8, base=8, mults=(1, 2), emb_dim=16, patch=2)
     plain.net.to(memory_format=torch.contiguous_format)
     plain.load_state_dict(model.state_dict())
     x, t = torch.randn(3, 2, 8, 8, 8), torch.rand(3)
@@ -338,7 +440,10 @@ def test_channels_last_layout_changes_no_numbers():
     assert torch.allclose(out, ref, atol=1e-5)
     out.square().sum().backward()
     ref.square().sum().backward()
-    grad, ref_grad = model.net.stem.weight.grad, plain.net.stem.weight.grad  # entries up to ~20: float32 sums differ in order
+    grad, ref_grad = (
+        model.net.stem.weight.grad,
+        plain.net.stem.weight.grad,
+    )  # entries up to ~20: float32 sums differ in order
     assert torch.allclose(grad, ref_grad, rtol=1e-3, atol=1e-4 * float(ref_grad.abs().max()))
 
     ae = SparseAutoencoder3D("spconv", widths=(4, 4, 4, 4), feature_channels=2, context_width=8)
@@ -351,7 +456,7 @@ def test_calibrated_occupancy_level_keeps_the_training_fraction():
     from voxgen.models.latent3d import calibrate_occupancy
 
     torch.manual_seed(0)
-    model = LatentGenerator3D("flow", channels=2, grid=4, base=8, mults=(1, 2), emb_dim=16)
+    model = LatentGenerator3D(FlowMatching(), channels=2, grid=4, base=8, mults=(1, 2), emb_dim=16)
     pid, momentum = torch.tensor([2, 1] * 4), torch.full((8,), 300.0)
     sampler = FlowSamplerConfig(method="euler", steps=2)
     level = calibrate_occupancy(model, 0.25, pid, momentum, sampler, seed=3)

@@ -18,11 +18,11 @@ from voxgen.evaluate import (
     mmd_rbf,
     mode_collapse_report,
     nearest_emd,
+    nearest_emd_distance,
     observable_scores,
+    pixel_charge_w1,
     plane_residual,
     pointcloud_sinkhorn,
-    nearest_emd_distance,
-    pixel_charge_w1,
     shower_observables,
     ssnet_kl,
     ssnet_output_stats,
@@ -50,7 +50,9 @@ def test_frechet_distance_of_shifted_gaussians_is_the_squared_shift():
     assert frechet_distance(a, b) == pytest.approx(4.0, abs=0.1)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
     # 1D, std 1 vs std 2: (1 - 2)^2 = 1
-    assert frechet_distance(rng.normal(size=(20000, 1)), 2 * rng.normal(size=(20000, 1))) == pytest.approx(1.0, abs=0.06)
+    assert frechet_distance(rng.normal(size=(20000, 1)), 2 * rng.normal(size=(20000, 1))) == pytest.approx(
+        1.0, abs=0.06
+    )
 
 
 def test_mmd_is_near_zero_for_one_distribution_and_grows_with_the_shift():
@@ -141,7 +143,9 @@ def test_track_observables_of_lines_and_bands():
     assert obs["track_length"][0] == pytest.approx(40.0)
     assert obs["track_width"][0] == pytest.approx(3.0, rel=1e-6)
     diagonal = np.eye(64, dtype=np.float32)[None, 10:40, 10:40]  # 30 pixels on a 30x30 diagonal
-    assert track_observables(diagonal, np.where(diagonal > 0, 2, 0))["track_length"][0] == pytest.approx(29 * np.sqrt(2) + 1)
+    assert track_observables(diagonal, np.where(diagonal > 0, 2, 0))["track_length"][0] == pytest.approx(
+        29 * np.sqrt(2) + 1
+    )
     showers = shower_observables(band * 2.0, np.where(band > 0, 1, 0))
     assert showers["shower_pixels"][0] == 120 and showers["shower_charge"][0] == pytest.approx(240.0)
     assert np.isnan(track_observables(band, np.zeros((1, 64, 64), int))["track_length"][0])
@@ -173,8 +177,9 @@ def test_c2st_is_chance_for_one_distribution_and_perfect_for_separated_ones():
 
 def test_nearest_emd_finds_copies_and_mode_collapse_flags_them():
     rng = np.random.default_rng(4)
-    train = np.stack([dot_image(int(r), int(c)) + 0.5 * dot_image(int(c), int(r))
-                      for r, c in rng.integers(0, 16, size=(120, 2))])
+    train = np.stack(
+        [dot_image(int(r), int(c)) + 0.5 * dot_image(int(c), int(r)) for r, c in rng.integers(0, 16, size=(120, 2))]
+    )
     heldout = np.stack([dot_image(int(r), int(c)) for r, c in rng.integers(0, 16, size=(60, 2))])
     copies = train[:60]
     assert np.allclose(nearest_emd(copies, train), 0.0)
@@ -191,8 +196,12 @@ def test_event_observables_and_dedx_of_a_straight_track():
     assert obs["pca_length"] == pytest.approx(30.0, rel=1e-5)  # 100 voxels x 0.3 cm
     assert obs["extent_x"] == pytest.approx(30.0) and obs["extent_y"] == pytest.approx(0.3)
     assert np.allclose(track_dedx(event, semantic_track=None), 2.0, rtol=1e-5)  # 0.6 MeV per 0.3 cm
-    labelled = Event(coords=event.coords, energy=event.energy, cluster=np.zeros(100, np.int32),
-                     clusters=Clusters.build(semantic=[1], pid=[2]))
+    labelled = Event(
+        coords=event.coords,
+        energy=event.energy,
+        cluster=np.zeros(100, np.int32),
+        clusters=Clusters.build(semantic=[1], pid=[2]),
+    )
     assert np.allclose(track_dedx(labelled), 2.0, rtol=1e-5)
 
 

@@ -40,8 +40,10 @@ def test_layout_is_pilarnet_v2(tmp_path, events):
 
 def test_reads_foreign_v1_and_v2_files(tmp_path):
     """Files written by hand as other tools do: v1 (5 cluster columns) and v2 without truth."""
-    point = np.array([[10, 20, 30, 1.5, 0, 100, 0.3, 0], [11, 20, 30, 0.5, 0, 40, 0.3, 0],
-                      [50, 60, 70, 2.0, 0, 90, 0.3, 0]], np.float32)
+    point = np.array(
+        [[10, 20, 30, 1.5, 0, 100, 0.3, 0], [11, 20, 30, 0.5, 0, 40, 0.3, 0], [50, 60, 70, 2.0, 0, 90, 0.3, 0]],
+        np.float32,
+    )
     for version in (1, 2):
         path = tmp_path / f"v{version}.h5"
         with h5py.File(path, "w") as f:

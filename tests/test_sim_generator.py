@@ -67,9 +67,15 @@ def test_rerun_with_fewer_events_removes_stale_shards(tmp_path):
     assert len(PilarnetReader(tmp_path)) == 2
 
 
-@pytest.mark.parametrize("kwargs, key", [({"mode": "both"}, "sim.mode"), ({"species": ["kaon"]}, "sim.species"),
-                                         ({"momentum_mev": {"e-": [500.0, 100.0]}, "species": ["e-"]}, "sim.momentum_mev.e-"),
-                                         ({"n_primaries": [0, 2]}, "sim.n_primaries")])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"mode": "both"}, "sim.mode"),
+        ({"species": ["kaon"]}, "sim.species"),
+        ({"momentum_mev": {"e-": [500.0, 100.0]}, "species": ["e-"]}, "sim.momentum_mev.e-"),
+        ({"n_primaries": [0, 2]}, "sim.n_primaries"),
+    ],
+)
 def test_bad_values_name_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=key):
         SimConfig(**kwargs)

@@ -25,7 +25,9 @@ SHAPE = (16, 16, 16)
 
 def random_sites(n: int = 300, batch: int = 2, c: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    coords = torch.cat([torch.randint(0, batch, (n, 1), generator=g), torch.randint(0, SHAPE[0], (n, 3), generator=g)], 1)
+    coords = torch.cat(
+        [torch.randint(0, batch, (n, 1), generator=g), torch.randint(0, SHAPE[0], (n, 3), generator=g)], 1
+    )
     coords = torch.unique(coords, dim=0).int()
     return coords, torch.randn(len(coords), c, generator=g)
 

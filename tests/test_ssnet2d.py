@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from voxgen.cli import main
-from voxgen.data.crops import CropSet, augment, make_crop_set
+from voxgen.data.batches import augment
+from voxgen.data.crops import CropSet, make_crop_set
 from voxgen.models.ssnet2d import SSNet2D, predict_crops
 from voxgen.sim.config import SimConfig
 from voxgen.sim.generator import simulate_event, simulate_splits
@@ -56,9 +57,21 @@ def tiny_data(tmp_path_factory):
 
 def test_train_recipe_lowers_loss_and_scores(tiny_data, tmp_path):
     out = tmp_path / "run"
-    code = main(["train", "conf=ssnet2d", f"out={out}", f"data.root={tiny_data}", "model.base=8",
-                 "trainer.epochs=3", "trainer.log_every=5", "trainer.progress=false", "trainer.device=cpu",
-                 "trainer.lr=0.005", "batch_size=16"])
+    code = main(
+        [
+            "train",
+            "conf=ssnet2d",
+            f"out={out}",
+            f"data.root={tiny_data}",
+            "model.base=8",
+            "trainer.epochs=3",
+            "trainer.log_every=5",
+            "trainer.progress=false",
+            "trainer.device=cpu",
+            "trainer.lr=0.005",
+            "batch_size=16",
+        ]
+    )
     assert code == 0
     with (out / "metrics.csv").open() as f:
         losses = [float(r["loss"]) for r in csv.DictReader(f)]

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from voxgen.events import Clusters, Event, centred_crop
+from voxgen.data.batches import event_batches, flip_events, sparse_batch
 from voxgen.evaluate.event_sets import ssnet3d_scores
-from voxgen.models.ssnet3d import SSNet3D, predict_events, sparse_batch, ssnet3d_features
+from voxgen.events import Clusters, Event, centred_crop
+from voxgen.models.ssnet3d import SSNet3D, predict_events, ssnet3d_features
 from voxgen.train.loop import TrainerConfig, train
-from voxgen.train.ssnet3d import event_batches, flip_events, segmentation_scores_3d
+from voxgen.train.ssnet3d import segmentation_scores_3d
 
 GRID = 32
 
@@ -17,8 +18,12 @@ def toy_event(rng: np.random.Generator) -> Event:
     """A straight track (semantic 1) and a compact blob (semantic 0) in a GRID^3 box."""
     start, direction = rng.uniform(4, 28, 3), rng.normal(size=3)
     direction /= np.linalg.norm(direction)
-    track = np.unique(np.clip(np.round(start + np.outer(np.arange(-12, 12), direction)), 0, GRID - 1).astype(int), axis=0)
-    blob = np.unique(np.clip(np.round(rng.uniform(6, 26, 3) + rng.normal(scale=1.5, size=(40, 3))), 0, GRID - 1).astype(int), axis=0)
+    track = np.unique(
+        np.clip(np.round(start + np.outer(np.arange(-12, 12), direction)), 0, GRID - 1).astype(int), axis=0
+    )
+    blob = np.unique(
+        np.clip(np.round(rng.uniform(6, 26, 3) + rng.normal(scale=1.5, size=(40, 3))), 0, GRID - 1).astype(int), axis=0
+    )
     coords = np.concatenate([track, blob])
     energy = np.concatenate([np.full(len(track), 0.6), rng.exponential(1.5, len(blob))])
     cluster = np.concatenate([np.zeros(len(track)), np.ones(len(blob))]).astype(np.int32)
@@ -72,8 +77,11 @@ def test_ssnet3d_fid_sees_a_missing_class(trained):
     rng = np.random.default_rng(5)
     real = [toy_event(rng) for _ in range(60)]
     blobs_only = [e.select(e.semantic == 0) for e in (toy_event(rng) for _ in range(30))]
-    features = {"reference": ssnet3d_features(model, real[:30]), "heldout": ssnet3d_features(model, real[30:]),
-                "candidate": ssnet3d_features(model, blobs_only)}
+    features = {
+        "reference": ssnet3d_features(model, real[:30]),
+        "heldout": ssnet3d_features(model, real[30:]),
+        "candidate": ssnet3d_features(model, blobs_only),
+    }
     floor = ssnet3d_scores(features, "reference", "heldout")
     candidate = ssnet3d_scores(features, "reference", "candidate")
     assert candidate["ssnet3d_fid"] > 5 * floor["ssnet3d_fid"]

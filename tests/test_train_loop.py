@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from voxgen.errors import ConfigError
-from voxgen.train.loop import TrainerConfig, load_weights, train
+from voxgen.runs import load_weights
+from voxgen.train.loop import TrainerConfig, train
 
 
 class LinearFit(nn.Module):

@@ -1,4 +1,4 @@
-"""2D views, crops, datasets over event sources, and the event display."""
+"""2D views, crops, the sparse collate over event sources, and the event display."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import matplotlib.image as plt_image
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
-from voxgen.data import CropDataset, SparseEventDataset, WirePlaneDataset, collate_sparse_batch, open_split
+from voxgen.data.batches import sparse_batch
+from voxgen.data.splits import open_split
 from voxgen.detector import PlaneGeometry
 from voxgen.errors import BadInput
 from voxgen.events import Clusters, Event
 from voxgen.io.pilarnet import write_events
+from voxgen.sim import generator
 from voxgen.views import (
     SSNET_CLASSES,
     project_2d,
@@ -32,8 +33,13 @@ def line_event(n: int = 120, start=(100, 200, 300), grid: int = 768) -> Event:
     blob = np.array(start) + np.array([n, n // 3, n // 2]) + np.random.default_rng(0).integers(0, 6, (40, 3))
     coords = np.concatenate([track, blob])
     clusters = Clusters.build(semantic=[1, 0], pid=[2, 1])
-    return Event(coords=coords, energy=np.full(len(coords), 0.5), cluster=np.repeat([0, 1], [n, 40]),
-                 clusters=clusters, grid=grid)
+    return Event(
+        coords=coords,
+        energy=np.full(len(coords), 0.5),
+        cluster=np.repeat([0, 1], [n, 40]),
+        clusters=clusters,
+        grid=grid,
+    )
 
 
 @pytest.mark.parametrize("plane", ["xy", "yz", "zx"])
@@ -61,8 +67,9 @@ def test_labels_follow_the_most_energetic_label_per_pixel():
     coords = [[5, 0, 5], [5, 1, 5], [5, 2, 5], [9, 0, 9], [9, 1, 9], [9, 2, 9], [1, 0, 1]]
     energy = [1.0, 0.4, 0.4, 1.0, 0.7, 0.5, 0.0]
     cluster = [0, 1, 1, 0, 1, 1, 0]
-    event = Event(coords=coords, energy=energy, cluster=cluster,
-                  clusters=Clusters.build(semantic=[1, 0], pid=[2, 1]), grid=16)
+    event = Event(
+        coords=coords, energy=energy, cluster=cluster, clusters=Clusters.build(semantic=[1, 0], pid=[2, 1]), grid=16
+    )
     labels = project_labels_2d(event, "zx")
     assert labels[5, 5] == 1 and labels[9, 9] == 0
     assert labels[1, 1] == -1
@@ -98,7 +105,7 @@ def test_crop_is_a_window_of_the_projection():
     [(image, _)] = sample_crops(event, "zx", size=64, n=1, rng=np.random.default_rng(3))
     # the crop is the 64x64 window [r - 32, r + 32) around one deposited pixel (r, c)
     centres = np.argwhere(full > 0)
-    assert any(np.array_equal(full[r - 32:r + 32, c - 32:c + 32], image) for r, c in centres)
+    assert any(np.array_equal(full[r - 32 : r + 32, c - 32 : c + 32], image) for r, c in centres)
 
 
 def test_crop_at_the_grid_edge_is_zero_padded():
@@ -120,102 +127,50 @@ def test_crops_raise_bad_input_naming_the_event():
         sample_crops(spread)
 
 
-def test_sparse_dataset_and_collate(events):
-    dataset = SparseEventDataset(events)
-    coords, feats, labels = dataset[1]
-    assert coords.shape == (len(events[1]), 3) and feats.shape == (len(events[1]), 1)
-    assert labels.dtype == np.int64
-    np.testing.assert_array_equal(labels, events[1].semantic)
-
-    loader = DataLoader(dataset, batch_size=4, collate_fn=collate_sparse_batch)
-    batches = list(loader)
-    assert len(batches) == 2
-    coords, feats, labels = batches[0]
+def test_sparse_batch_stacks_events_with_a_batch_column(events):
+    coords, energy, labels, n = sparse_batch(events[:4])
     sizes = [len(e) for e in events[:4]]
-    assert coords.shape == (sum(sizes), 4) and coords.dtype == torch.int32
-    assert feats.shape == (sum(sizes), 1) and feats.dtype == torch.float32
+    assert n == 4 and coords.shape == (sum(sizes), 4) and coords.dtype == torch.int32
+    assert energy.shape == (sum(sizes), 1) and energy.dtype == torch.float32
     assert labels.shape == (sum(sizes),) and labels.dtype == torch.int64
     np.testing.assert_array_equal(coords[:, 0].numpy(), np.repeat(np.arange(4), sizes))
     np.testing.assert_array_equal(coords[:, 1:].numpy(), np.concatenate([e.coords for e in events[:4]]))
-    np.testing.assert_allclose(feats[:, 0].numpy(), np.concatenate([e.energy for e in events[:4]]))
-
-    from_events = collate_sparse_batch([SparseEventDataset(events, as_event=True)[i] for i in range(4)])
-    for a, b in zip(from_events, batches[0]):
-        assert torch.equal(a, b)
-
-    two_feats = SparseEventDataset(events, features=("energy", "electrons"), label="pid")
-    coords, feats, labels = collate_sparse_batch([two_feats[0], two_feats[1]])
-    assert feats.shape == (len(events[0]) + len(events[1]), 2)
-    np.testing.assert_array_equal(labels.numpy(), np.concatenate([events[0].pid, events[1].pid]))
+    np.testing.assert_allclose(energy[:, 0].numpy(), np.concatenate([e.energy for e in events[:4]]))
+    np.testing.assert_array_equal(labels.numpy(), np.concatenate([e.semantic for e in events[:4]]))
+    unlabelled = Event(coords=[[1, 2, 3]], energy=[0.5])
+    assert sparse_batch([unlabelled])[2].tolist() == [-1]
 
 
-def test_crop_dataset_is_deterministic_per_index():
-    source = [line_event(), line_event(start=(400, 100, 50))]
-    dataset = CropDataset(source, crops_per_event=3, seed=11)
-    assert len(dataset) == 6
-    image, labels = dataset[4]
-    assert image.shape == (1, 64, 64) and image.dtype == torch.float32
-    assert labels.shape == (64, 64) and labels.dtype == torch.int64
-    assert (image > 0).sum().item() >= 10
-    assert torch.equal(CropDataset(source, crops_per_event=3, seed=11)[4][0], image)
-    different = [CropDataset(source, crops_per_event=3, seed=s)[4][0] for s in range(5)]
-    assert any(not torch.equal(d, image) for d in different)
-    images, labels = next(iter(DataLoader(dataset, batch_size=6)))
-    assert images.shape == (6, 1, 64, 64) and labels.shape == (6, 64, 64)
-
-
-def test_crop_dataset_names_the_source_on_bad_events(tmp_path):
-    (tmp_path / "train").mkdir()
-    tiny = Event(coords=[[5, 5, 5]], energy=[1.0])
-    write_events(tmp_path / "train" / "tiny.h5", [tiny])
-    with pytest.raises(BadInput, match=f"{tmp_path / 'train'} event 0"):
-        CropDataset(open_split(tmp_path, "train"))[0]
-
-
-def test_wire_plane_dataset_with_dead_wires(events):
-    dataset = WirePlaneDataset(events, dead={"Y": [int(events[2].coords[0, 2])], "U": 0.2}, seed=3)
-    item = dataset[2]
-    assert {k: tuple(v.shape) for k, v in item.items()} == {"U": (1049, 768), "V": (1049, 768), "Y": (768, 768)}
-    assert item["Y"][int(events[2].coords[0, 2])].sum().item() == 0.0
-    assert (item["U"].abs().sum(dim=1) == 0).sum().item() >= round(0.2 * 1049)
-    full = wire_plane_images(events[2])
-    np.testing.assert_allclose(item["V"].numpy(), full["V"])
-    assert torch.equal(WirePlaneDataset(events, dead={"U": 0.2}, seed=3)[2]["U"], item["U"])
-
-
-def test_datasets_over_a_split_folder(tmp_path, events):
+def test_open_split_reads_every_shard_of_a_split_folder(tmp_path, events):
     (tmp_path / "val").mkdir()
     write_events(tmp_path / "val" / "shard_000.h5", events[:4])
     write_events(tmp_path / "val" / "shard_001.h5", events[4:])
     source = open_split(tmp_path, "val")
-    dataset = SparseEventDataset(source, as_event=True)
-    assert len(dataset) == len(events)
-    coords, feats, labels = collate_sparse_batch([dataset[i] for i in range(len(dataset))])
-    assert coords.shape[0] == sum(len(e) for e in events)
-    assert feats.sum().item() == pytest.approx(sum(e.total_energy for e in events), rel=1e-5)
-    assert set(coords[:, 0].tolist()) == set(range(len(events)))
+    assert len(source) == len(events)
+    coords, energy, _, n = sparse_batch([source[i] for i in range(len(source))])
+    assert n == len(events) and coords.shape[0] == sum(len(e) for e in events)
+    assert energy.sum().item() == pytest.approx(sum(e.total_energy for e in events), rel=1e-5)
     with pytest.raises(BadInput, match="no .h5 files for split 'train'"):
         open_split(tmp_path, "train")
 
 
-def test_datasets_over_simulator_output(tmp_path):
-    generator = pytest.importorskip("voxgen.sim.generator")
+def test_views_of_simulator_output_from_a_split_folder(tmp_path):
     rng = np.random.default_rng(0)
     sim_events = [generator.simulate_event(generator.SimConfig(), rng) for _ in range(2)]
     (tmp_path / "test").mkdir()
     write_events(tmp_path / "test" / "sim.h5", sim_events)
     source = open_split(tmp_path, "test")
-    crops = CropDataset(source, plane="zx")
-    image, labels = crops[1]
-    assert image.shape == (1, 64, 64) and (image > 0).sum().item() >= 10
-    np.testing.assert_array_equal((labels > 0).numpy(), (image[0] > 0).numpy())
-    planes = WirePlaneDataset(source)[0]
-    assert planes["Y"].sum().item() == pytest.approx(sim_events[0].total_energy, rel=1e-5)
+    [(image, labels)] = sample_crops(source[1], "zx", 64, n=1, rng=np.random.default_rng(1))
+    assert image.shape == (64, 64) and (image > 0).sum() >= 10
+    np.testing.assert_array_equal(labels > 0, image > 0)
+    planes = wire_plane_images(source[0])
+    assert planes["Y"].sum() == pytest.approx(sim_events[0].total_energy, rel=1e-5)
 
 
 def test_show_event_writes_a_png(tmp_path, events):
-    out = show_event(events[0], tmp_path / "figs" / "event.png", geometry=PlaneGeometry(tick_mm=6.0),
-                     title="hand-made event")
+    out = show_event(
+        events[0], tmp_path / "figs" / "event.png", geometry=PlaneGeometry(tick_mm=6.0), title="hand-made event"
+    )
     data = out.read_bytes()
     assert data[:8] == PNG_MAGIC and len(data) > 20_000
     assert [p.name for p in out.parent.iterdir()] == ["event.png"]  # no temp file left

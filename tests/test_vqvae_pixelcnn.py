@@ -27,9 +27,9 @@ def line_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
             pos, start = torch.randint(size, (2,), generator=gen).tolist()
             length = size // 2
             if torch.rand(1, generator=gen).item() < 0.5:
-                x[k, 0, pos, start:start + length] = 0.5
+                x[k, 0, pos, start : start + length] = 0.5
             else:
-                x[k, 0, start:start + length, pos] = 0.5
+                x[k, 0, start : start + length, pos] = 0.5
     return x
 
 
@@ -128,8 +128,7 @@ def test_pixelcnn_learns_condition():
     model.eval()
     gen = torch.Generator().manual_seed(0)
     for p, code in [(2, 3), (1, 7)]:
-        sample = model.sample(torch.full((2,), p), torch.full((2,), 300.0), shape=(4, 4), generator=gen,
-                              guidance=1.0)
+        sample = model.sample(torch.full((2,), p), torch.full((2,), 300.0), shape=(4, 4), generator=gen, guidance=1.0)
         assert torch.mode(sample.flatten()).values.item() == code
 
 

@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
+from voxgen.data.batches import sparse_batch
 from voxgen.events import centred_crop
 from voxgen.models.sparse_ae import SparseAutoencoder3D
-from voxgen.models.ssnet3d import sparse_batch
 from voxgen.sim.config import SimConfig
 from voxgen.sim.generator import simulate_event
 
@@ -40,8 +40,12 @@ def main() -> None:
     coords, energy, labels, n = sparse_batch(events)
     batch = (coords.to(args.device), energy.to(args.device), labels.to(args.device), n)
     torch.manual_seed(0)
-    models = {w: SparseAutoencoder3D(args.backend, widths=(16, 32, 64, 64), feature_channels=16, context_width=w).to(args.device)
-              for w in args.widths}
+    models = {
+        w: SparseAutoencoder3D(args.backend, widths=(16, 32, 64, 64), feature_channels=16, context_width=w).to(
+            args.device
+        )
+        for w in args.widths
+    }
     step, dense = {w: [] for w in models}, {w: [] for w in models}
     z = models[args.widths[0]].encode(*batch[:2], n).detach()
     for _ in range(args.repeat + 1):
@@ -55,8 +59,10 @@ def main() -> None:
             sync(args.device)
             dense[w].append(time.perf_counter() - start)
     base = args.widths[0]
-    print(f"{args.batch} events of {len(coords) / args.batch:.0f} voxels, {args.backend} on {args.device}, "
-          f"median of {args.repeat} passes (first dropped)")
+    print(
+        f"{args.batch} events of {len(coords) / args.batch:.0f} voxels, {args.backend} on {args.device}, "
+        f"median of {args.repeat} passes (first dropped)"
+    )
     print("context_width | s / training step | ratio | dense stack s | share of the step")
     for w in models:
         s, d = statistics.median(step[w][1:]), statistics.median(dense[w][1:])

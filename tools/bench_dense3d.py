@@ -9,8 +9,8 @@ Latent generator: one flow-matching training step (forward, backward, Adam) of
 ``base`` width, with its 3D convolutions in channels-last (NDHWC, voxgen's layout) and in the
 default NCDHW layout (the baseline). Autoencoder: forward + backward of the decoder's dense stack on 8 latents
 for each ``context_width``, in both layouts. Cases are interleaved, the first pass of each is
-dropped, and every figure is a ratio against the first case of its table (the widths and layout
-used before stop 14), measured in the same run.
+dropped, and every figure is a ratio against the first case of its table (the first width
+given, in NCDHW), measured in the same run.
 """
 
 from __future__ import annotations
@@ -75,8 +75,10 @@ def main() -> None:
 
     print(f"{torch.get_num_threads()} threads, median of {args.repeat} passes (first dropped)")
     _print("latent generator, training step of 16 latents", _median_times(generators, generator_step, args.repeat))
-    _print("autoencoder's dense stack, forward + backward of 8 latents",
-           _median_times(stacks, lambda dense, x: dense(x).sum().backward(), args.repeat))
+    _print(
+        "autoencoder's dense stack, forward + backward of 8 latents",
+        _median_times(stacks, lambda dense, x: dense(x).sum().backward(), args.repeat),
+    )
 
 
 if __name__ == "__main__":

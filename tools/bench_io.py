@@ -71,8 +71,10 @@ def main() -> None:
     print(f"raw h5py read      : {n / t_raw:9.1f} events/s (baseline)")
     print(f"voxgen reader      : {n / t_vox:9.1f} events/s  ratio {t_raw / t_vox:.2f} x raw")
     print(f"h5 (v2) write      : {n / t_h5_write:9.1f} events/s (baseline)")
-    print(f"parquet write      : {n / t_pq_write:9.1f} events/s  ratio {t_h5_write / t_pq_write:.2f} x h5 write, "
-          f"{pq_mb / t_pq_write:.1f} MB/s ({pq_mb:.2f} MB)")
+    print(
+        f"parquet write      : {n / t_pq_write:9.1f} events/s  ratio {t_h5_write / t_pq_write:.2f} x h5 write, "
+        f"{pq_mb / t_pq_write:.1f} MB/s ({pq_mb:.2f} MB)"
+    )
 
 
 if __name__ == "__main__":

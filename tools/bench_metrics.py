@@ -26,7 +26,7 @@ from voxgen.evaluate.degrade import DEGRADATIONS
 from voxgen.evaluate.distances import image_emd, image_sinkhorn
 from voxgen.evaluate.image_sets import evaluate_images, score_images
 from voxgen.evaluate.report import write_report
-from voxgen.models.ssnet2d import load_ssnet
+from voxgen.runs import load_model
 
 
 def symmetric_tiling(images: np.ndarray, n: int) -> np.ndarray:
@@ -54,14 +54,16 @@ def bench_transport(images: np.ndarray, pairs: int, rng: np.random.Generator) ->
     print(f"transport, {len(i)} pairs of real crops (median {np.median((images > 0).sum((1, 2))):.0f} charged pixels):")
     print(f"  exact EMD      {1e3 * t_emd:8.2f} ms/pair  (baseline, 1.00x)")
     print(f"  Sinkhorn reg 1 {1e3 * t_sink:8.2f} ms/pair  ({t_sink / t_emd:.1f}x the EMD time)")
-    print(f"  agreement: Pearson r = {r:.4f}, median |S - W1| / W1 = {rel:.3f}, mean W1 {emd.mean():.2f} px, "
-          f"mean S {sink.mean():.2f} px")
+    print(
+        f"  agreement: Pearson r = {r:.4f}, median |S - W1| / W1 = {rel:.3f}, mean W1 {emd.mean():.2f} px, "
+        f"mean S {sink.mean():.2f} px"
+    )
 
 
 def bench_report(model, images: np.ndarray, n: int, out: Path) -> None:
     reference = symmetric_tiling(images, 3 * n)
-    candidate = DEGRADATIONS["gaussian_blur"](reference[2 * n:], 0.6, np.random.default_rng(0))
-    reference = reference[:2 * n]
+    candidate = DEGRADATIONS["gaussian_blur"](reference[2 * n :], 0.6, np.random.default_rng(0))
+    reference = reference[: 2 * n]
     start = time.perf_counter()
     score_images(model, np.concatenate([reference, candidate]))
     t_ssnet = time.perf_counter() - start
@@ -72,8 +74,10 @@ def bench_report(model, images: np.ndarray, n: int, out: Path) -> None:
     print(f"full 2D report, n = {n} images per set (3n images through SSNet):")
     print(f"  SSNet forward over 3n images {t_ssnet:8.1f} s  (baseline, 1.00x)")
     print(f"  evaluate_images + report     {t_report:8.1f} s  ({t_report / t_ssnet:.2f}x)")
-    print(f"  FID {result['candidate']['fid']:.2f} (floor {result['floor']['fid']:.2f}), "
-          f"C2ST {result['candidate']['c2st_accuracy']:.3f} (floor {result['floor']['c2st_accuracy']:.3f})")
+    print(
+        f"  FID {result['candidate']['fid']:.2f} (floor {result['floor']['fid']:.2f}), "
+        f"C2ST {result['candidate']['c2st_accuracy']:.3f} (floor {result['floor']['c2st_accuracy']:.3f})"
+    )
 
 
 def main() -> None:
@@ -86,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images = np.concatenate([CropSet.load(Path(p)).images for p in args.crops])
-    model = load_ssnet(args.ssnet, "cpu")
+    model, _ = load_model(args.ssnet, "ssnet2d", "cpu")
     bench_transport(images, args.pairs, np.random.default_rng(0))
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:

@@ -50,14 +50,18 @@ def main() -> None:
     print(f"baseline (draw primary + CSDA lookup): {base:10.1f} /s per core")
     for mode in ("single", "multi"):
         rate, voxels = events_per_second(mode, args.events if mode == "single" else args.events // 4)
-        print(f"{mode:<6} events: {rate:7.1f} events/s per core  ({voxels:.0f} voxels/event)  "
-              f"cost {base / rate:.0f} x baseline")
+        print(
+            f"{mode:<6} events: {rate:7.1f} events/s per core  ({voxels:.0f} voxels/event)  "
+            f"cost {base / rate:.0f} x baseline"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         simulate_dataset(SimConfig(), Path(tmp), n_events=args.events, seed=0, workers=args.workers, progress=False)
         rate = args.events / (time.perf_counter() - t0)
-    print(f"dataset with {args.workers} workers (incl. writing h5): {rate:.1f} events/s -> "
-          f"10,000 single-particle events in {10_000 / rate / 60:.1f} min")
+    print(
+        f"dataset with {args.workers} workers (incl. writing h5): {rate:.1f} events/s -> "
+        f"10,000 single-particle events in {10_000 / rate / 60:.1f} min"
+    )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,13 @@ from voxgen.sim.generator import simulate_event
 class DenseResBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv3d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm3d(c_out), nn.ReLU(),
-                                  nn.Conv3d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm3d(c_out))
+        self.body = nn.Sequential(
+            nn.Conv3d(c_in, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm3d(c_out),
+            nn.ReLU(),
+            nn.Conv3d(c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm3d(c_out),
+        )
         self.shortcut = nn.Conv3d(c_in, c_out, 1, bias=False) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,13 +49,17 @@ class DenseUNet(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, widths: tuple[int, ...], blocks: int = 1) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv3d(c_in, widths[0], 3, padding=1, bias=False), nn.BatchNorm3d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv3d(c_in, widths[0], 3, padding=1, bias=False), nn.BatchNorm3d(widths[0]), nn.ReLU()
+        )
         self.encoder, self.down, self.up, self.decoder = (nn.ModuleList() for _ in range(4))
         for w, w_next in zip(widths[:-1], widths[1:]):
             self.encoder.append(nn.Sequential(*[DenseResBlock(w, w) for _ in range(blocks)]))
             self.down.append(nn.Sequential(nn.Conv3d(w, w_next, 2, 2, bias=False), nn.BatchNorm3d(w_next), nn.ReLU()))
             self.up.append(nn.Sequential(nn.ConvTranspose3d(w_next, w, 2, 2, bias=False), nn.BatchNorm3d(w), nn.ReLU()))
-            self.decoder.append(nn.Sequential(DenseResBlock(2 * w, w), *[DenseResBlock(w, w) for _ in range(blocks - 1)]))
+            self.decoder.append(
+                nn.Sequential(DenseResBlock(2 * w, w), *[DenseResBlock(w, w) for _ in range(blocks - 1)])
+            )
         self.bottleneck = nn.Sequential(*[DenseResBlock(widths[-1], widths[-1]) for _ in range(blocks)])
         self.head = nn.Conv3d(widths[0], c_out, 1)
 
@@ -80,7 +89,7 @@ class PeakRSS:
     high-water mark (VmHWM), reset on entry through /proc/self/clear_refs. A CPU stand-in for
     ``torch.cuda.max_memory_allocated`` that needs no polling thread to disturb the timing."""
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
         self.base = self._status("VmRSS")
@@ -96,8 +105,17 @@ class PeakRSS:
         return int(line.split()[1]) * 1024
 
 
-def run_case(kind: str, size: int, coords: np.ndarray, feats: np.ndarray, events: int, widths: tuple[int, ...],
-             repeat: int, device: str, queue) -> None:
+def run_case(
+    kind: str,
+    size: int,
+    coords: np.ndarray,
+    feats: np.ndarray,
+    events: int,
+    widths: tuple[int, ...],
+    repeat: int,
+    device: str,
+    queue,
+) -> None:
     """Time forward+backward of one case; put (seconds per pass, peak bytes) on ``queue``."""
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -192,12 +210,16 @@ def main() -> None:
         row = {"size": size, "voxels": len(coords), "dense": dense}
         for name in backends:
             t, mem = measure(name, *common)
-            ratio = f"  dense/{name}: time x{dense[0] / t:.0f}, memory x{dense[1] / max(mem, 2**20):.0f}" if dense else ""
+            ratio = (
+                f"  dense/{name}: time x{dense[0] / t:.0f}, memory x{dense[1] / max(mem, 2**20):.0f}" if dense else ""
+            )
             print(f"  {name:9s}{t:8.3f} s/pass  peak {mem / 2**20:8.1f} MiB{ratio}", flush=True)
             row[name] = (t, mem)
         if "spconv" in row and "minkowski" in row:
-            print(f"  spconv/minkowski: time x{row['spconv'][0] / row['minkowski'][0]:.2f}, "
-                  f"memory x{max(row['spconv'][1], 2**20) / max(row['minkowski'][1], 2**20):.2f} (1 MiB floor)")
+            print(
+                f"  spconv/minkowski: time x{row['spconv'][0] / row['minkowski'][0]:.2f}, "
+                f"memory x{max(row['spconv'][1], 2**20) / max(row['minkowski'][1], 2**20):.2f} (1 MiB floor)"
+            )
         rows.append(row)
     if args.json:
         with open(args.json, "w") as fh:

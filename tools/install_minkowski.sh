@@ -38,10 +38,13 @@ if [[ -z "$wheel" ]]; then
     grep -rl "from collections import Sequence" "$src/MinkowskiEngine" | xargs sed -i \
         -e 's/^from collections import Sequence, namedtuple$/from collections import namedtuple\nfrom collections.abc import Sequence/' \
         -e 's/^from collections import Sequence$/from collections.abc import Sequence/'
-    "$PYTHON" -m venv --system-site-packages "$work/venv"   # sees the installed torch; pins only the build tools
-    # (pip warns that the build tools conflict with torch's and pandas' own pins: only this venv sees them)
+    "$PYTHON" -m venv "$work/venv"   # pins only the build tools
     "$work/venv/bin/pip" install -q "numpy<2" "setuptools<60" wheel >"$work/pip.log" 2>&1 \
         || { cat "$work/pip.log" >&2; echo "install_minkowski: could not set up the build environment" >&2; exit 1; }
+    # then it sees the installed torch: $PYTHON's site-packages after its own (its numpy<2 first),
+    # whether $PYTHON is a system interpreter or itself a virtual environment's
+    "$PYTHON" -c "import sysconfig; p = sysconfig.get_paths(); print(p['purelib']); print(p['platlib'])" \
+        > "$("$work/venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/parent-site.pth"
     echo "building MinkowskiEngine $VERSION (CPU, OpenBLAS); about 8 minutes on 2 cores"
     (cd "$src" && MAX_JOBS=${MAX_JOBS:-2} "$work/venv/bin/python" setup.py -q bdist_wheel --cpu_only --blas=openblas >"$work/build.log" 2>&1) \
         || { tail -30 "$work/build.log" >&2; echo "install_minkowski: build failed" >&2; exit 1; }

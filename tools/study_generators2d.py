@@ -24,7 +24,7 @@ from voxgen.evaluate.conditioning import binned_mean, class_dominance, track_len
 from voxgen.evaluate.image_sets import evaluate_images, reference_halves, score_images
 from voxgen.generative.conditioning import PARTICLES
 from voxgen.io.atomic import write_text_atomic
-from voxgen.models.ssnet2d import load_ssnet
+from voxgen.runs import load_model
 from voxgen.sample import generate
 from voxgen.viz.display import crop_grid
 
@@ -37,9 +37,14 @@ def score_generated(ssnet, reference: np.ndarray, ckpt: Path, n: int, seed: int,
     result = generate(ckpt, n, seed=seed, progress=False, **sampling)
     scored = evaluate_images(ssnet, reference, result.crops.images, n=n, seed=seed, n_emd=min(100, n))
     balance = class_dominance(scored["scored"]["candidate"])
-    return {"candidate": {m: scored["candidate"][m] for m in METRICS}, "floor": {m: scored["floor"][m] for m in METRICS},
-            "track_share": balance["track_share"], "nfe": result.nfe,
-            "seconds_per_image": result.seconds / n, "images": result.crops.images[:16]}
+    return {
+        "candidate": {m: scored["candidate"][m] for m in METRICS},
+        "floor": {m: scored["floor"][m] for m in METRICS},
+        "track_share": balance["track_share"],
+        "nfe": result.nfe,
+        "seconds_per_image": result.seconds / n,
+        "images": result.crops.images[:16],
+    }
 
 
 def epoch_checkpoints(run: Path) -> list[Path]:
@@ -52,8 +57,12 @@ def progress_study(ssnet, reference, run: Path, n: int, seed: int, sampler: dict
         t = time.perf_counter()
         row = score_generated(ssnet, reference, ckpt, n, seed, sampler=sampler)
         row["epoch"] = int(ckpt.stem.split("_")[1])
-        print(f"{run.name} epoch {row['epoch']}: " + ", ".join(f"{m} {row['candidate'][m]:.3g}" for m in METRICS)
-              + f" ({time.perf_counter() - t:.0f} s)", flush=True)
+        print(
+            f"{run.name} epoch {row['epoch']}: "
+            + ", ".join(f"{m} {row['candidate'][m]:.3g}" for m in METRICS)
+            + f" ({time.perf_counter() - t:.0f} s)",
+            flush=True,
+        )
         rows.append(row)
     return rows
 
@@ -65,8 +74,11 @@ def cost_study(ssnet, reference, run: Path, n: int, seed: int, em_steps: list[in
     for name, sampler in settings:
         row = score_generated(ssnet, reference, run, n, seed, sampler=sampler)
         row["sampler"] = name if sampler["method"] == "ode" else f"{name} {sampler['steps']}"
-        print(f"{row['sampler']}: fid {row['candidate']['fid']:.3g}, nfe {row['nfe']}, "
-              f"{row['seconds_per_image']:.3f} s/image", flush=True)
+        print(
+            f"{row['sampler']}: fid {row['candidate']['fid']:.3g}, nfe {row['nfe']}, "
+            f"{row['seconds_per_image']:.3f} s/image",
+            flush=True,
+        )
         rows.append(row)
     return rows
 
@@ -78,7 +90,9 @@ def conditioning_study(ssnet, test: CropSet, run: Path, n: int, seed: int, sampl
     for name in ("muon", "electron"):
         pid = PARTICLES[name]
         real = score_images(ssnet, test.images[test.pid == pid][:n])
-        fake = score_images(ssnet, generate(run, n, seed=seed, particle=name, sampler=sampler, progress=False).crops.images)
+        fake = score_images(
+            ssnet, generate(run, n, seed=seed, particle=name, sampler=sampler, progress=False).crops.images
+        )
         out["species"][name] = {"real": class_dominance(real), "generated": class_dominance(fake)}
     muons = test.pid == PARTICLES["muon"]
     real = score_images(ssnet, test.images[muons])
@@ -87,7 +101,9 @@ def conditioning_study(ssnet, test: CropSet, run: Path, n: int, seed: int, sampl
     per = max(8, n // len(centres))
     lengths, asked = [], []
     for k, p in enumerate(centres):
-        crops = generate(run, per, seed=seed + k, particle="muon", momentum=float(p), sampler=sampler, progress=False).crops
+        crops = generate(
+            run, per, seed=seed + k, particle="muon", momentum=float(p), sampler=sampler, progress=False
+        ).crops
         lengths.append(score_images(ssnet, crops.images).observables()["track_length"])
         asked.append(np.full(per, p))
     out["muon_length_generated"] = binned_mean(np.concatenate(lengths), np.concatenate(asked), MOMENTA)
@@ -101,7 +117,9 @@ def plot_progress(progress: dict[str, list[dict]], path: Path) -> None:
     for ax, metric in zip(axes, ("fid", "kl_shower_count", "kl_track_count")):
         for (name, rows), colour in zip(progress.items(), ("tab:blue", "tab:red")):
             if rows:
-                ax.plot([r["epoch"] for r in rows], [r["candidate"][metric] for r in rows], "o-", color=colour, label=name)
+                ax.plot(
+                    [r["epoch"] for r in rows], [r["candidate"][metric] for r in rows], "o-", color=colour, label=name
+                )
                 ax.axhline(rows[0]["floor"][metric], color=colour, ls=":", lw=1)
         ax.set_xlabel("epoch")
         ax.set_title(f"{metric} (dotted: real-vs-real floor)", fontsize=9)
@@ -113,7 +131,10 @@ def plot_progress(progress: dict[str, list[dict]], path: Path) -> None:
 def plot_cost(cost: list[dict], path: Path) -> None:
     fig = Figure(figsize=(8, 3.2), layout="constrained")
     axes = fig.subplots(1, 2)
-    for ax, key, label in ((axes[0], "nfe", "network evaluations per image"), (axes[1], "seconds_per_image", "seconds per image (2 CPU cores)")):
+    for ax, key, label in (
+        (axes[0], "nfe", "network evaluations per image"),
+        (axes[1], "seconds_per_image", "seconds per image (2 CPU cores)"),
+    ):
         ax.plot([r[key] for r in cost], [r["candidate"]["fid"] for r in cost], "o")
         for r in cost:
             ax.annotate(r["sampler"], (r[key], r["candidate"]["fid"]), fontsize=7)
@@ -155,36 +176,62 @@ def _row(label: str, r: dict) -> str:
 
 def write_report(out: Path, results: dict) -> None:
     head = "| | " + " | ".join(METRICS) + " | track share |\n|---|" + "---|" * (len(METRICS) + 1)
-    lines = [f"# 2D generators on voxgen's data\n\n{results['command']}\n",
-             f"{results['n']} generated crops against {results['n']} held-out real crops per row; the floor row is "
-             f"real vs real (two disjoint halves of the reference). `track share`: SSNet track pixels over labelled "
-             f"pixels (real: {results['real_track_share']:.3f}).\n"]
+    lines = [
+        f"# 2D generators on voxgen's data\n\n{results['command']}\n",
+        f"{results['n']} generated crops against {results['n']} held-out real crops per row; the floor row is "
+        f"real vs real (two disjoint halves of the reference). `track share`: SSNet track pixels over labelled "
+        f"pixels (real: {results['real_track_share']:.3f}).\n",
+    ]
     for name, rows in results["progress"].items():
         if rows:
-            lines += [f"## {name}: quality against training progress\n", head,
-                      "| floor | " + " | ".join(f"{rows[0]['floor'][m]:.3g}" for m in METRICS) + f" | {results['real_track_share']:.3f} |"]
+            lines += [
+                f"## {name}: quality against training progress\n",
+                head,
+                "| floor | "
+                + " | ".join(f"{rows[0]['floor'][m]:.3g}" for m in METRICS)
+                + f" | {results['real_track_share']:.3f} |",
+            ]
             lines += [_row(f"epoch {r['epoch']}", r) for r in rows] + [""]
     lines += ["![progress](progress.png)\n"]
     if results["cost"]:
-        lines += ["## VP-SDE: quality against sampling cost\n",
-                  "| sampler | network evaluations / image | s / image | SSNet-FID | kl_shower_count | kl_track_count |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {r['sampler']} | {r['nfe']} | {r['seconds_per_image']:.3f} | {r['candidate']['fid']:.3g} | "
-                  f"{r['candidate']['kl_shower_count']:.3g} | {r['candidate']['kl_track_count']:.3g} |" for r in results["cost"]]
+        lines += [
+            "## VP-SDE: quality against sampling cost\n",
+            "| sampler | network evaluations / image | s / image | SSNet-FID | kl_shower_count | kl_track_count |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['sampler']} | {r['nfe']} | {r['seconds_per_image']:.3f} | {r['candidate']['fid']:.3g} | "
+            f"{r['candidate']['kl_shower_count']:.3g} | {r['candidate']['kl_track_count']:.3g} |"
+            for r in results["cost"]
+        ]
         lines += [f"\nFloor: SSNet-FID {results['cost'][0]['floor']['fid']:.3g}.\n", "![cost](cost.png)\n"]
-    lines += ["## Conditioning\n", "| model | request | track-dominated (generated) | track-dominated (real) | track share (generated) | track share (real) |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "## Conditioning\n",
+        "| model | request | track-dominated (generated) | track-dominated (real) "
+        "| track share (generated) | track share (real) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, c in results["conditioning"].items():
         for s, v in c["species"].items():
-            lines.append(f"| {name} | {s} | {v['generated']['track_dominated']:.3f} | {v['real']['track_dominated']:.3f} | "
-                         f"{v['generated']['track_share']:.3f} | {v['real']['track_share']:.3f} |")
-    lines += ["\nMuon track length (SSNet track pixels, first PCA axis) against momentum:\n",
-              "| momentum (MeV/c) | real | " + " | ".join(results["conditioning"]) + " |", "|---|---|" + "---|" * len(results["conditioning"])]
+            lines.append(
+                f"| {name} | {s} | {v['generated']['track_dominated']:.3f} | {v['real']['track_dominated']:.3f} | "
+                f"{v['generated']['track_share']:.3f} | {v['real']['track_share']:.3f} |"
+            )
+    lines += [
+        "\nMuon track length (SSNet track pixels, first PCA axis) against momentum:\n",
+        "| momentum (MeV/c) | real | " + " | ".join(results["conditioning"]) + " |",
+        "|---|---|" + "---|" * len(results["conditioning"]),
+    ]
     first = next(iter(results["conditioning"].values()))
     for k, centre in enumerate(first["muon_length_real"]["centre"]):
-        cells = [f"{c['muon_length_generated']['mean'][k]:.1f} ± {c['muon_length_generated']['sem'][k]:.1f}" for c in results["conditioning"].values()]
+        cells = [
+            f"{c['muon_length_generated']['mean'][k]:.1f} ± {c['muon_length_generated']['sem'][k]:.1f}"
+            for c in results["conditioning"].values()
+        ]
         r = first["muon_length_real"]
-        lines.append(f"| {centre:.0f} | {r['mean'][k]:.1f} ± {r['sem'][k]:.1f} (n={r['n'][k]}) | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {centre:.0f} | {r['mean'][k]:.1f} ± {r['sem'][k]:.1f} (n={r['n'][k]}) | " + " | ".join(cells) + " |"
+        )
     lines += ["\n![conditioning](conditioning.png)\n", "## Samples\n"]
     lines += [f"![{name}]({name}_samples.png)" for name in results["grids"]]
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
@@ -200,19 +247,31 @@ def main() -> None:
     ap.add_argument("--progress-steps", type=int, default=100, help="Euler-Maruyama steps for the progress study")
     ap.add_argument("--em-steps", type=int, nargs="+", default=[50, 200, 1000])
     ap.add_argument("--raw-weights", action="store_true", help="sample the VP-SDE's raw weights, not its EMA")
-    ap.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight of the conditioning study")
+    ap.add_argument(
+        "--guidance", type=float, default=0.0, help="classifier-free guidance weight of the conditioning study"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("docs/generators2d"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    ssnet = load_ssnet(args.ssnet, "auto")
+    ssnet, _ = load_model(args.ssnet, "ssnet2d")
     test = CropSet.load(args.reference or args.ssnet / "data" / "test_crops.npz")
     r1, _ = reference_halves(ssnet, test.images, args.n, args.seed)
-    results = {"command": "Made by `python tools/study_generators2d.py " + " ".join(
-                   f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                   for k, v in vars(args).items() if v not in (None, False)).replace(" True", "") + "`.",
-               "n": args.n, "real_track_share": class_dominance(r1)["track_share"], "progress": {}, "cost": [],
-               "conditioning": {}, "grids": []}
+    results = {
+        "command": "Made by `python tools/study_generators2d.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+            if v not in (None, False)
+        ).replace(" True", "")
+        + "`.",
+        "n": args.n,
+        "real_track_share": class_dominance(r1)["track_share"],
+        "progress": {},
+        "cost": [],
+        "conditioning": {},
+        "grids": [],
+    }
     em = {"method": "euler_maruyama", "steps": args.progress_steps, "ema": not args.raw_weights}
     runs = {"vpsde2d": (args.vpsde, em), "pixelcnn2d": (args.pixelcnn, None)}
     for name, (run, sampler) in runs.items():
@@ -227,7 +286,9 @@ def main() -> None:
         for row in results["progress"][name]:
             row.pop("images", None)
     if args.vpsde is not None:
-        results["cost"] = cost_study(ssnet, test.images, args.vpsde, args.n, args.seed, args.em_steps, not args.raw_weights)
+        results["cost"] = cost_study(
+            ssnet, test.images, args.vpsde, args.n, args.seed, args.em_steps, not args.raw_weights
+        )
         for row in results["cost"]:
             row.pop("images")
     crop_grid(test.images[:16], out_png=args.out / "real_samples.png")

@@ -23,21 +23,21 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from voxgen.data.event_crops import event_conditions, event_crops
 from voxgen.evaluate.event_sets import evaluate_events
 from voxgen.io.atomic import write_text_atomic
-from voxgen.models.latent3d import sampler_config
-from voxgen.models.ssnet3d import load_ssnet3d
-from voxgen.sample import sample_events
-from voxgen.train.generators3d import event_conditions, load_generator, recalibrate
-from voxgen.train.ssnet3d import event_crops
+from voxgen.runs import load_generator3d, load_model
+from voxgen.sample import recalibrate, sample_events
 
 METRICS = ("ssnet3d_fid", "kl_n_voxels", "kl_total_energy", "kl_pca_length", "kl_dedx", "sinkhorn_set")
 SOLVERS = {  # label -> (run key, sampler settings for a budget of `nfe` evaluations)
     "flow euler": ("flow", lambda nfe: {"method": "euler", "steps": nfe}),
     "flow midpoint": ("flow", lambda nfe: {"method": "midpoint", "steps": max(nfe // 2, 1)}),
     "vp-sde euler-maruyama": ("diffusion", lambda nfe: {"method": "euler_maruyama", "steps": max(nfe, 2)}),
-    "vp-sde probability-flow ode (euler)": ("diffusion", lambda nfe: {"method": "ode", "ode_method": "euler",
-                                                                       "steps": max(nfe, 2)}),
+    "vp-sde probability-flow ode (euler)": (
+        "diffusion",
+        lambda nfe: {"method": "ode", "ode_method": "euler", "steps": max(nfe, 2)},
+    ),
 }
 
 
@@ -53,33 +53,53 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/generators3d"))
     args = parser.parse_args()
 
-    models = {key: load_generator(path, "auto") for key, path in (("flow", args.flow), ("diffusion", args.diffusion))
-              if path is not None}
-    ssnet3d = load_ssnet3d(args.ssnet3d)
+    models = {
+        key: load_generator3d(path, "auto")
+        for key, path in (("flow", args.flow), ("diffusion", args.diffusion))
+        if path is not None
+    }
+    ssnet3d, _ = load_model(args.ssnet3d, "ssnet3d")
     _, ae, cfg = models["flow"]
     reference = event_crops(cfg.data, "test", ae.grid, progress=False)
     pid, mom = event_conditions(reference)
     rng = np.random.default_rng(args.seed)
-    pick = rng.permutation(len(reference))[:args.n]
+    pick = rng.permutation(len(reference))[: args.n]
     rows = []
     for label, (key, settings) in SOLVERS.items():
         if key not in models:
             continue
         model, ae, run_cfg = models[key]
         for nfe in args.nfe:
-            sampler = sampler_config(run_cfg.model.process, {**settings(nfe), "guidance": args.guidance})
-            model.occupancy_threshold = recalibrate(model, Path(run_cfg.out), sampler, args.seed, run_cfg.calibration_samples)
+            sampler = model.process.sampler_settings({**settings(nfe), "guidance": args.guidance})
+            model.occupancy_threshold = recalibrate(
+                model, Path(run_cfg.out), sampler, args.seed, run_cfg.calibration_samples
+            )
             generated = sample_events(model, ae, pid[pick], mom[pick], sampler, args.seed, progress=False)
-            result = evaluate_events(reference, generated.events, n=args.n, seed=args.seed, progress=False, ssnet3d=ssnet3d)
-            row = {"solver": label, "nfe": generated.nfe, "seconds_per_event": generated.seconds / args.n,
-                   "occupancy_threshold": model.occupancy_threshold,
-                   "candidate": {m: result["candidate"][m] for m in METRICS}, "floor": {m: result["floor"][m] for m in METRICS}}
-            print(f"{label} NFE {row['nfe']}: " + ", ".join(f"{m} {row['candidate'][m]:.3g}" for m in METRICS), flush=True)
+            result = evaluate_events(
+                reference, generated.events, n=args.n, seed=args.seed, progress=False, ssnet3d=ssnet3d
+            )
+            row = {
+                "solver": label,
+                "nfe": generated.nfe,
+                "seconds_per_event": generated.seconds / args.n,
+                "occupancy_threshold": model.occupancy_threshold,
+                "candidate": {m: result["candidate"][m] for m in METRICS},
+                "floor": {m: result["floor"][m] for m in METRICS},
+            }
+            print(
+                f"{label} NFE {row['nfe']}: " + ", ".join(f"{m} {row['candidate'][m]:.3g}" for m in METRICS), flush=True
+            )
             rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python tools/study_generators3d.py " + " ".join(sys.argv[1:])
-    results = {"n": args.n, "guidance": args.guidance, "flow": str(args.flow), "diffusion": str(args.diffusion),
-               "command": command, "rows": rows}
+    results = {
+        "n": args.n,
+        "guidance": args.guidance,
+        "flow": str(args.flow),
+        "diffusion": str(args.diffusion),
+        "command": command,
+        "rows": rows,
+    }
     write_text_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")
     plot(rows, args.out / "quality_vs_nfe.png")
     write_text_atomic(args.out / "report.md", markdown(results))
@@ -102,16 +122,30 @@ def plot(rows: list[dict], path: Path) -> None:
 def markdown(results: dict) -> str:
     rows = results["rows"]
     floor = {m: np.mean([r["floor"][m] for r in rows]) for m in METRICS}
-    title = "flowmatch3d against diffusion3d on the same latent" if results["diffusion"] != "None" else \
-        "flowmatch3d: quality against sampling steps"
-    lines = [f"# {title}", "",
-             f"{results['n']} generated events per row (held-out conditions, guidance {results['guidance']}) scored "
-             f"against {results['n']} held-out events; the floor row is two disjoint halves of the held-out events. "
-             f"Reproduce: `{results['command']}`.", "", "![quality against NFE](quality_vs_nfe.png)", "",
-             "| solver | NFE | s / event | " + " | ".join(METRICS) + " |", "|" + "---|" * (3 + len(METRICS)),
-             "| real vs real floor | - | - | " + " | ".join(f"{floor[m]:.3g}" for m in METRICS) + " |"]
-    lines += [f"| {r['solver']} | {r['nfe']} | {r['seconds_per_event']:.3f} | "
-              + " | ".join(f"{r['candidate'][m]:.3g}" for m in METRICS) + " |" for r in rows]
+    title = (
+        "flowmatch3d against diffusion3d on the same latent"
+        if results["diffusion"] != "None"
+        else "flowmatch3d: quality against sampling steps"
+    )
+    lines = [
+        f"# {title}",
+        "",
+        f"{results['n']} generated events per row (held-out conditions, guidance {results['guidance']}) scored "
+        f"against {results['n']} held-out events; the floor row is two disjoint halves of the held-out events. "
+        f"Reproduce: `{results['command']}`.",
+        "",
+        "![quality against NFE](quality_vs_nfe.png)",
+        "",
+        "| solver | NFE | s / event | " + " | ".join(METRICS) + " |",
+        "|" + "---|" * (3 + len(METRICS)),
+        "| real vs real floor | - | - | " + " | ".join(f"{floor[m]:.3g}" for m in METRICS) + " |",
+    ]
+    lines += [
+        f"| {r['solver']} | {r['nfe']} | {r['seconds_per_event']:.3f} | "
+        + " | ".join(f"{r['candidate'][m]:.3g}" for m in METRICS)
+        + " |"
+        for r in rows
+    ]
     return "\n".join(lines) + "\n"
 
 

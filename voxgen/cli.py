@@ -16,8 +16,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("voxgen.tasks:inspect", "summarise a PILArNet-M / Parquet file or folder"),
     "export": ("voxgen.tasks:export", "convert events to parquet, h5 (PILArNet-M v2), ply or glb"),
     "show": ("voxgen.tasks:show", "event display: projections and wire planes as a PNG"),
-    "train": ("voxgen.tasks:train", "train a model recipe (conf=flowmatch3d, diffusion3d, autoencoder3d, ssnet3d, vpsde2d, ...)"),
-    "sample": ("voxgen.tasks:sample", "draw events or crops from a trained generator (conf=flowmatch3d|diffusion3d|vpsde2d|pixelcnn2d ckpt=RUN)"),
+    "train": (
+        "voxgen.tasks:train",
+        "train a model recipe (conf=flowmatch3d, diffusion3d, autoencoder3d, ssnet3d, vpsde2d, ...)",
+    ),
+    "sample": (
+        "voxgen.tasks:sample",
+        "draw events or crops from a trained generator (conf=flowmatch3d|diffusion3d|vpsde2d|pixelcnn2d ckpt=RUN)",
+    ),
     "evaluate": ("voxgen.tasks:evaluate", "score candidate images against real ones, with floors and a report"),
 }
 

@@ -70,7 +70,8 @@ def from_node(schema: type[T], node: DictConfig) -> T:
 
 def _type_name(value: Any) -> str:
     return {bool: "a bool", int: "an int", float: "a float", str: "a string"}.get(
-        type(value), f"a {type(value).__name__}")
+        type(value), f"a {type(value).__name__}"
+    )
 
 
 def _compatible(default: Any, value: Any) -> bool:
@@ -101,10 +102,13 @@ def check_types(cfg: DictConfig, defaults: DictConfig, prefix: str = "") -> None
         if isinstance(default, DictConfig) and isinstance(value, DictConfig):
             check_types(value, default, prefix=f"{name}.")
         elif not isinstance(default, DictConfig) and not _compatible(
-                OmegaConf.to_container(default) if OmegaConf.is_config(default) else default,
-                OmegaConf.to_container(value) if OmegaConf.is_config(value) else value):
-            raise ConfigError(f"bad value for '{name}': {value!r} is {_type_name(value)}, "
-                              f"expected {_type_name(default)} like the default {default!r}")
+            OmegaConf.to_container(default) if OmegaConf.is_config(default) else default,
+            OmegaConf.to_container(value) if OmegaConf.is_config(value) else value,
+        ):
+            raise ConfigError(
+                f"bad value for '{name}': {value!r} is {_type_name(value)}, "
+                f"expected {_type_name(default)} like the default {default!r}"
+            )
 
 
 def required(cfg: DictConfig, key: str, hint: str = "") -> Any:

@@ -16,8 +16,6 @@ VOXEL_MM = 3.0
 
 SEMANTIC_NAMES = {0: "shower", 1: "track", 2: "michel", 3: "delta", 4: "lowe"}
 PID_NAMES = {-1: "none", 0: "photon", 1: "electron", 2: "muon", 3: "pion", 4: "proton"}
-PARTICLE_PID = {"gamma": 0, "photon": 0, "e-": 1, "electron": 1, "mu-": 2, "muon": 2,
-                "pi+": 3, "pion": 3, "p": 4, "proton": 4}
 
 
 @dataclass
@@ -41,13 +39,16 @@ class Clusters:
         return len(self.semantic)
 
     @classmethod
-    def build(cls, semantic, pid, group=None, fragment=None, interaction=None, momentum=None,
-              vertex=None, lead=None) -> "Clusters":
+    def build(
+        cls, semantic, pid, group=None, fragment=None, interaction=None, momentum=None, vertex=None, lead=None
+    ) -> Clusters:
         """Clusters from per-cluster label lists; missing ids default to 0..K-1 / zeros."""
         semantic = np.asarray(semantic, dtype=np.int16)
         k = len(semantic)
+
         def arr(v, dtype, default):
             return np.asarray(default if v is None else v, dtype=dtype)
+
         return cls(
             fragment=arr(fragment, np.int32, np.arange(k)),
             group=arr(group, np.int32, np.arange(k)),
@@ -59,10 +60,7 @@ class Clusters:
             lead=arr(lead, np.float32, np.zeros(k)),
         )
 
-    def take(self, index: np.ndarray) -> "Clusters":
-        return Clusters(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
-    def equals(self, other: "Clusters") -> bool:
+    def equals(self, other: Clusters) -> bool:
         return all(np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
 
 
@@ -78,14 +76,14 @@ class Particle:
 
     def as_row(self) -> np.ndarray:
         """(9,) float32: group, pid, momentum, vertex xyz, direction xyz."""
-        return np.array([self.group, self.pid, self.momentum, *self.vertex, *self.direction],
-                        dtype=np.float32)
+        return np.array([self.group, self.pid, self.momentum, *self.vertex, *self.direction], dtype=np.float32)
 
     @classmethod
-    def from_row(cls, row: np.ndarray) -> "Particle":
+    def from_row(cls, row: np.ndarray) -> Particle:
         r = [float(v) for v in row]
-        return cls(pid=int(r[1]), momentum=r[2], vertex=(r[3], r[4], r[5]),
-                   direction=(r[6], r[7], r[8]), group=int(r[0]))
+        return cls(
+            pid=int(r[1]), momentum=r[2], vertex=(r[3], r[4], r[5]), direction=(r[6], r[7], r[8]), group=int(r[0])
+        )
 
 
 @dataclass
@@ -175,15 +173,23 @@ class Event:
             if self.cluster.max() >= len(self.clusters) or self.cluster.min() < 0:
                 raise BadInput(f"{where}: voxel cluster index outside 0..{len(self.clusters) - 1}")
 
-    def select(self, mask: np.ndarray) -> "Event":
+    def select(self, mask: np.ndarray) -> Event:
         """Event with only the voxels where ``mask`` (N,) bool is true; tables kept."""
+
         def sub(v):
             return None if v is None else v[mask]
-        return replace(self, coords=self.coords[mask], energy=self.energy[mask],
-                       cluster=sub(self.cluster), electrons=sub(self.electrons),
-                       time=sub(self.time), dx=sub(self.dx))
 
-    def equals(self, other: "Event") -> bool:
+        return replace(
+            self,
+            coords=self.coords[mask],
+            energy=self.energy[mask],
+            cluster=sub(self.cluster),
+            electrons=sub(self.electrons),
+            time=sub(self.time),
+            dx=sub(self.dx),
+        )
+
+    def equals(self, other: Event) -> bool:
         """Exact equality of voxels, labels, tables and truth."""
         for name in ("coords", "energy", "cluster", "electrons", "time", "dx"):
             a, b = getattr(self, name), getattr(other, name)
@@ -231,12 +237,6 @@ def sort_by_cluster(event: Event) -> Event:
     return event.select(np.argsort(event.cluster, kind="stable"))
 
 
-def downsample(event: Event, factor: int) -> Event:
-    """Coarser grid: voxel size times ``factor``, energies summed per coarse voxel."""
-    coarse = replace(event, coords=event.coords // factor, grid=-(-event.grid // factor))
-    return merge_duplicates(coarse)
-
-
 def crop(event: Event, origin: np.ndarray, size: int) -> Event:
     """Voxels inside the cube [origin, origin + size), re-indexed to start at 0."""
     origin = np.asarray(origin, dtype=np.int32)
@@ -260,11 +260,16 @@ def collate_sparse(events: list[Event], features: tuple[str, ...] = ("energy",))
 
     Returns ``coords`` (M, 4) int32 with columns (batch, x, y, z) and ``feats`` (M, C) float32.
     """
-    coords = np.concatenate([
-        np.concatenate([np.full((len(e), 1), b, np.int32), e.coords], axis=1)
-        for b, e in enumerate(events)
-    ]) if events else np.zeros((0, 4), np.int32)
-    feats = np.concatenate([
-        np.stack([getattr(e, f) for f in features], axis=1) for e in events
-    ]).astype(np.float32) if events else np.zeros((0, len(features)), np.float32)
+    coords = (
+        np.concatenate(
+            [np.concatenate([np.full((len(e), 1), b, np.int32), e.coords], axis=1) for b, e in enumerate(events)]
+        )
+        if events
+        else np.zeros((0, 4), np.int32)
+    )
+    feats = (
+        np.concatenate([np.stack([getattr(e, f) for f in features], axis=1) for e in events]).astype(np.float32)
+        if events
+        else np.zeros((0, len(features)), np.float32)
+    )
     return coords, feats

@@ -26,9 +26,15 @@ def record_paths(out: Path, beside: bool = False) -> tuple[Path, Path]:
     return out / "config.yaml", out / "manifest.json"
 
 
-def write_run_record(out: Path, command: str, cfg: DictConfig, figures: dict[str, Any],
-                     inputs: list[str] | None = None, outputs: list[str] | None = None,
-                     beside: bool = False) -> Path:
+def write_run_record(
+    out: Path,
+    command: str,
+    cfg: DictConfig,
+    figures: dict[str, Any],
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    beside: bool = False,
+) -> Path:
     """Write ``config.yaml`` (resolved) and ``manifest.json`` for one command's output ``out``.
 
     Returns the manifest path. ``figures`` are the headline numbers of the run.

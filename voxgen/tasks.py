@@ -29,8 +29,15 @@ def simulate(cfg: DictConfig) -> dict:
     out = Path(cfg.out)
     splits = {k: int(v) for k, v in cfg.splits.items()}
     start = time.perf_counter()
-    shards = simulate_splits(sim_cfg, out, splits, cfg.seed, workers=cfg.workers,
-                             events_per_shard=cfg.events_per_shard, progress=cfg.progress)
+    shards = simulate_splits(
+        sim_cfg,
+        out,
+        splits,
+        cfg.seed,
+        workers=cfg.workers,
+        events_per_shard=cfg.events_per_shard,
+        progress=cfg.progress,
+    )
     figures: dict = {"mode": sim_cfg.mode, **{f"{k}_events": v for k, v in splits.items() if v > 0}}
     figures["events_per_s"] = round(sum(splits.values()) / (time.perf_counter() - start), 2)
     figures["seconds"] = round(time.perf_counter() - start, 2)
@@ -63,11 +70,9 @@ def export(cfg: DictConfig) -> dict:
     events = open_events(src)
     indices = range(len(events)) if cfg.events is None else list(cfg.events)
     selected = [event_at(events, int(i), src) for i in indices]
-    written = export_events(selected, out, cfg.format, events_per_shard=cfg.events_per_shard,
-                            color_by=cfg.color_by)
+    written = export_events(selected, out, cfg.format, events_per_shard=cfg.events_per_shard, color_by=cfg.color_by)
     figures = {"events": len(selected), "files": len(written), "format": cfg.format}
-    write_run_record(out, "export", cfg, figures, inputs=[str(src)], outputs=[str(p) for p in written],
-                     beside=True)
+    write_run_record(out, "export", cfg, figures, inputs=[str(src)], outputs=[str(p) for p in written], beside=True)
     print(f"exported {len(selected)} events to {out} ({len(written)} files)")
     return figures
 
@@ -90,9 +95,9 @@ def show(cfg: DictConfig) -> dict:
 
 def train(cfg: DictConfig) -> dict:
     """Train the recipe's model (``cfg.model.name``); outputs and run record in ``cfg.out``."""
-    from voxgen.train.recipes import run_recipe
+    from voxgen.pipelines import run_training
 
-    figures = run_recipe(cfg)
+    figures = run_training(cfg)
     write_run_record(Path(cfg.out), "train", cfg, figures)
     print(json.dumps(figures, indent=2))
     return figures
@@ -102,7 +107,8 @@ def sample(cfg: DictConfig) -> dict:
     """``cfg.n`` samples from the generator run ``cfg.ckpt``, conditions from ``cfg.cond``: crops
     into ``<out>/samples.npz`` (the crop-set format ``voxgen evaluate`` reads) and
     ``<out>/samples.png``, or events into ``<out>/events.parquet`` / ``events.h5`` (``cfg.format``)."""
-    from voxgen.sample import GENERATORS_3D, generate, sampleable_run
+    from voxgen.runs import model_spec, sampleable_run
+    from voxgen.sample import generate
     from voxgen.viz.display import crop_grid
 
     ckpt = cfg.ckpt
@@ -113,15 +119,27 @@ def sample(cfg: DictConfig) -> dict:
     out = Path(cfg.out)
     if (out / "checkpoints").is_dir():  # never write over a training run's own record
         out = out / "samples"
-    if sampleable_run(ckpt)[1].model.name in GENERATORS_3D:
+    if model_spec(sampleable_run(ckpt)[1].model.name).samples == "events":
         return _sample_events(cfg, out)
-    result = generate(ckpt, cfg.n, seed=cfg.seed, device=cfg.trainer.device, particle=cfg.cond.particle,
-                      momentum=cfg.cond.momentum, sampler=cfg.sampler, progress=cfg.trainer.progress)
+    result = generate(
+        ckpt,
+        cfg.n,
+        seed=cfg.seed,
+        device=cfg.trainer.device,
+        particle=cfg.cond.particle,
+        momentum=cfg.cond.momentum,
+        sampler=cfg.sampler,
+        progress=cfg.trainer.progress,
+    )
     npz = result.crops.save(out / "samples.npz")
     png = crop_grid(result.crops.images[:64], out_png=out / "samples.png")
-    figures = {"n": cfg.n, "seconds": round(result.seconds, 3), "seconds_per_image": result.seconds / cfg.n,
-               "network_evaluations_per_image": result.nfe,
-               "charged_pixels_per_image": float((result.crops.images > 0).sum() / cfg.n)}
+    figures = {
+        "n": cfg.n,
+        "seconds": round(result.seconds, 3),
+        "seconds_per_image": result.seconds / cfg.n,
+        "network_evaluations_per_image": result.nfe,
+        "charged_pixels_per_image": float((result.crops.images > 0).sum() / cfg.n),
+    }
     write_run_record(out, "sample", cfg, figures, inputs=[str(ckpt)], outputs=[str(npz), str(png)])
     print(f"wrote {cfg.n} samples to {npz} ({figures['seconds']} s, {result.nfe} network evaluations per image)")
     return figures
@@ -135,14 +153,29 @@ def _sample_events(cfg: DictConfig, out: Path) -> dict:
 
     if cfg.format not in ("parquet", "h5"):
         raise ConfigError(f"format: '{cfg.format}' is not an event format for sampling (parquet, h5)")
-    result = generate_events(cfg.ckpt, cfg.n, seed=cfg.seed, device=cfg.trainer.device, particle=cfg.cond.particle,
-                             momentum=cfg.cond.momentum, sampler=cfg.sampler, progress=cfg.trainer.progress)
+    result = generate_events(
+        cfg.ckpt,
+        cfg.n,
+        seed=cfg.seed,
+        device=cfg.trainer.device,
+        particle=cfg.cond.particle,
+        momentum=cfg.cond.momentum,
+        sampler=cfg.sampler,
+        progress=cfg.trainer.progress,
+    )
     written = export_events(result.events, out / f"events.{cfg.format}", cfg.format)
     png = show_event(result.events[0], out / "event_000.png", title="generated event 0")
     n_voxels = [len(e) for e in result.events]
-    figures = {"n": cfg.n, "seconds": round(result.seconds, 3), "seconds_per_event": result.seconds / cfg.n,
-               "network_evaluations_per_event": result.nfe, "voxels_per_event": float(np.mean(n_voxels))}
-    write_run_record(out, "sample", cfg, figures, inputs=[str(cfg.ckpt)], outputs=[str(p) for p in written] + [str(png)])
+    figures = {
+        "n": cfg.n,
+        "seconds": round(result.seconds, 3),
+        "seconds_per_event": result.seconds / cfg.n,
+        "network_evaluations_per_event": result.nfe,
+        "voxels_per_event": float(np.mean(n_voxels)),
+    }
+    write_run_record(
+        out, "sample", cfg, figures, inputs=[str(cfg.ckpt)], outputs=[str(p) for p in written] + [str(png)]
+    )
     print(f"wrote {cfg.n} events to {written[0]} ({figures['seconds']} s, {result.nfe} network evaluations per event)")
     return figures
 
@@ -166,18 +199,31 @@ def evaluate(cfg: DictConfig) -> dict:
 
         ssnet3d = None
         if cfg.ssnet3d is not None:
-            from voxgen.models.ssnet3d import load_ssnet3d
+            from voxgen.runs import load_model
 
-            ssnet3d = load_ssnet3d(cfg.ssnet3d, cfg.device)
-        result = evaluate_events(open_events(ref_path), open_events(cand_path), n=cfg.n, seed=cfg.seed,
-                                 n_pairs=cfg.n_pairs_events, names=(str(ref_path), str(cand_path)),
-                                 progress=cfg.progress, ssnet3d=ssnet3d)
+            ssnet3d = load_model(cfg.ssnet3d, "ssnet3d", cfg.device)[0]
+        result = evaluate_events(
+            open_events(ref_path),
+            open_events(cand_path),
+            n=cfg.n,
+            seed=cfg.seed,
+            n_pairs=cfg.n_pairs_events,
+            names=(str(ref_path), str(cand_path)),
+            progress=cfg.progress,
+            ssnet3d=ssnet3d,
+        )
     report = write_report(out, result, curves, title=f"{cand_path.name} vs {ref_path.name}")
     print(summary_table(result))
     print(f"report: {report}")
     figures = {"kind": result["kind"], "n": result["n"], "candidate": result["candidate"], "floor": result["floor"]}
-    write_run_record(out, "evaluate", cfg, figures, inputs=[str(ref_path), str(cand_path)],
-                     outputs=[str(report), str(out / "metrics.json")])
+    write_run_record(
+        out,
+        "evaluate",
+        cfg,
+        figures,
+        inputs=[str(ref_path), str(cand_path)],
+        outputs=[str(report), str(out / "metrics.json")],
+    )
     return figures
 
 
@@ -185,21 +231,33 @@ def _evaluate_image_files(cfg: DictConfig, ref_path: Path, cand_path: Path) -> t
     """``evaluate_images`` (and the degradation curves when asked) on two crop-set files."""
     from voxgen.data.crops import CropSet
     from voxgen.evaluate.image_sets import degradation_curves, evaluate_images
-    from voxgen.models.ssnet2d import load_ssnet
+    from voxgen.runs import load_model
 
     if cfg.ssnet is None:
-        raise ConfigError("missing required key 'ssnet' for image sets (an SSNet2D run folder: voxgen train conf=ssnet2d)")
-    model = load_ssnet(cfg.ssnet, cfg.device)
+        raise ConfigError(
+            "missing required key 'ssnet' for image sets (an SSNet2D run folder: voxgen train conf=ssnet2d)"
+        )
+    model = load_model(cfg.ssnet, "ssnet2d", cfg.device)[0]
     reference, candidate = CropSet.load(ref_path).images, CropSet.load(cand_path).images
     for path, array in ((ref_path, reference), (cand_path, candidate)):
         if not np.isfinite(array).all() or (array < 0).any():
             raise BadInput(f"{path}: images must be finite and non-negative (charge in MeV)")
     train_images = None if cfg.train is None else CropSet.load(Path(cfg.train)).images
-    result = evaluate_images(model, reference, candidate, n=cfg.n, seed=cfg.seed, train=train_images,
-                             n_emd=cfg.n_emd, collapse_n=cfg.collapse_n, progress=cfg.progress)
+    result = evaluate_images(
+        model,
+        reference,
+        candidate,
+        n=cfg.n,
+        seed=cfg.seed,
+        train=train_images,
+        n_emd=cfg.n_emd,
+        collapse_n=cfg.collapse_n,
+        progress=cfg.progress,
+    )
     curves = None
     if cfg.degradations:
         scored = result["scored"]  # the reference halves are already through SSNet
-        curves = degradation_curves(model, scored["reference"], scored["heldout"], seed=cfg.seed,
-                                    n_emd=cfg.n_emd, progress=cfg.progress)
+        curves = degradation_curves(
+            model, scored["reference"], scored["heldout"], seed=cfg.seed, n_emd=cfg.n_emd, progress=cfg.progress
+        )
     return result, curves

@@ -2,8 +2,8 @@
 
 2D projections sum the 3D charge along the axis left out: plane ``"zx"`` is an image with rows
 indexed by z and columns by x (``pixel_voxels`` voxels per pixel side), as in the 2D
-single-particle set of the VQ-VAE paper (xy, yz, zx projections; zx used; 64x64 crops with at
-least 10 non-zero pixels).
+single-particle set of the VQ-VAE paper (Lutkus et al., arXiv:2204.02496, A.3-A.4: xy, yz, zx
+projections; zx used; 64x64 crops with at least 10 non-zero pixels).
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ def _pixels(event: Event, plane: str, pixel_voxels: int) -> tuple[np.ndarray, in
     return rows * side + cols, side
 
 
-def project_2d(event: Event, plane: str = "zx", pixel_voxels: int = 1,
-               values: str = "energy") -> np.ndarray:
+def project_2d(event: Event, plane: str = "zx", pixel_voxels: int = 1, values: str = "energy") -> np.ndarray:
     """(H, W) float32 image, H = W = ceil(grid / pixel_voxels), summing ``values`` per pixel.
 
     ``values``: ``"energy"`` (MeV), ``"electrons"``, or ``"count"`` (voxels per pixel).
@@ -64,7 +63,7 @@ def project_labels_2d(event: Event, plane: str = "zx", pixel_voxels: int = 1) ->
     """
     flat, side = _pixels(event, plane, pixel_voxels)
     semantic = event.semantic
-    labels = (np.full(len(event), -1, np.int64) if semantic is None else semantic.astype(np.int64))
+    labels = np.full(len(event), -1, np.int64) if semantic is None else semantic.astype(np.int64)
     deposited = event.energy > 0
     flat, labels, energy = flat[deposited], labels[deposited], event.energy[deposited]
     n_labels = len(SEMANTIC_NAMES) + 1  # -1 (unknown) and the semantic types
@@ -96,9 +95,16 @@ def _window_counts(occupied: np.ndarray, size: int) -> np.ndarray:
     return table[r1 - 1, c1 - 1] - table[r0 - 1, c1 - 1] - table[r1 - 1, c0 - 1] + table[r0 - 1, c0 - 1]
 
 
-def sample_crops(event: Event, plane: str = "zx", size: int = 64, n: int = 1,
-                 rng: np.random.Generator | None = None, min_pixels: int = 10,
-                 pixel_voxels: int = 1, where: str = "event") -> list[tuple[np.ndarray, np.ndarray]]:
+def sample_crops(
+    event: Event,
+    plane: str = "zx",
+    size: int = 64,
+    n: int = 1,
+    rng: np.random.Generator | None = None,
+    min_pixels: int = 10,
+    pixel_voxels: int = 1,
+    where: str = "event",
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """``n`` crops (image (size, size) float32 MeV, labels (size, size) int64 SSNet classes).
 
     Each crop is centred on a deposited pixel drawn at random among those whose crop holds at
@@ -111,15 +117,19 @@ def sample_crops(event: Event, plane: str = "zx", size: int = 64, n: int = 1,
     counts = _window_counts(occupied, size)
     rows, cols = np.nonzero(occupied & (counts >= min_pixels))
     if len(rows) == 0:
-        raise BadInput(f"{where}: no {size}x{size} crop of the {plane} projection has "
-                       f"{min_pixels} non-zero pixels (the event has {int(occupied.sum())})")
+        raise BadInput(
+            f"{where}: no {size}x{size} crop of the {plane} projection has "
+            f"{min_pixels} non-zero pixels (the event has {int(occupied.sum())})"
+        )
     labels = semantic_to_ssnet(project_labels_2d(event, plane, pixel_voxels))
     half = size // 2
     pad = ((half, size), (half, size))
     image, labels = np.pad(image, pad), np.pad(labels, pad)
     picks = rng.integers(len(rows), size=n)
-    return [(image[r:r + size, c:c + size].copy(), labels[r:r + size, c:c + size].copy())
-            for r, c in zip(rows[picks], cols[picks])]
+    return [
+        (image[r : r + size, c : c + size].copy(), labels[r : r + size, c : c + size].copy())
+        for r, c in zip(rows[picks], cols[picks])
+    ]
 
 
 def wire_plane_images(event: Event, geometry: PlaneGeometry | None = None) -> dict[str, np.ndarray]:

@@ -1,16 +1,2 @@
-"""Torch Datasets over event sources: sparse 3D voxels, 2D crops, wire-plane images."""
-
-from voxgen.data.datasets import (
-    CropDataset,
-    SparseEventDataset,
-    WirePlaneDataset,
-    collate_sparse_batch,
-    open_split,
-    source_name,
-    voxel_labels,
-)
-
-__all__ = [
-    "CropDataset", "SparseEventDataset", "WirePlaneDataset", "collate_sparse_batch", "open_split",
-    "source_name", "voxel_labels",
-]
+"""What models eat: the built-in data and data splits, crop sets, 3D event crops, the one
+epoch batcher and sparse collate (``voxgen.data.batches``), charge transforms."""

@@ -17,8 +17,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("VOXGEN_CACHE", Path.home() / ".cache" / "voxgen"))
 
 
-def builtin_dataset(sim: SimConfig, splits: dict[str, int], seed: int, workers: int = 2,
-                    progress: bool = True) -> Path:
+def builtin_dataset(sim: SimConfig, splits: dict[str, int], seed: int, workers: int = 2, progress: bool = True) -> Path:
     """Folder ``<cache>/sim/<hash>/`` with ``<split>/*.h5``, simulated once per settings.
 
     The hash covers the simulator settings, the split sizes and the seed, so a change in any

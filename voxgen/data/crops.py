@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from voxgen.data.splits import event_splits, open_split
 from voxgen.errors import BadInput
 from voxgen.events import Event
 from voxgen.io.atomic import atomic_path
@@ -40,7 +41,7 @@ class CropSet:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "CropSet":
+    def load(cls, path: Path) -> CropSet:
         try:
             with np.load(path) as data:
                 return cls(**{k: data[k] for k in ("images", "labels", "event", "pid", "momentum")})
@@ -52,9 +53,17 @@ class CropSet:
         return torch.from_numpy(self.images)[:, None], torch.from_numpy(self.labels)
 
 
-def make_crop_set(source: Sequence[Event], crops_per_event: int, seed: int, plane: str = "zx",
-                  size: int = 64, min_pixels: int = 10, pixel_voxels: int = 1,
-                  max_events: int = 0, progress: bool = True) -> CropSet:
+def make_crop_set(
+    source: Sequence[Event],
+    crops_per_event: int,
+    seed: int,
+    plane: str = "zx",
+    size: int = 64,
+    min_pixels: int = 10,
+    pixel_voxels: int = 1,
+    max_events: int = 0,
+    progress: bool = True,
+) -> CropSet:
     """``crops_per_event`` crops from each event (events with no valid crop are skipped)."""
     n_events = len(source) if max_events <= 0 else min(max_events, len(source))
     images, labels, index, pid, momentum = [], [], [], [], []
@@ -62,8 +71,9 @@ def make_crop_set(source: Sequence[Event], crops_per_event: int, seed: int, plan
         event = source[i]
         rng = np.random.default_rng([seed, i])
         try:
-            crops = sample_crops(event, plane, size, n=crops_per_event, rng=rng,
-                                 min_pixels=min_pixels, pixel_voxels=pixel_voxels)
+            crops = sample_crops(
+                event, plane, size, n=crops_per_event, rng=rng, min_pixels=min_pixels, pixel_voxels=pixel_voxels
+            )
         except BadInput:
             continue
         first = event.particles[0] if event.particles else None
@@ -75,41 +85,17 @@ def make_crop_set(source: Sequence[Event], crops_per_event: int, seed: int, plan
             momentum.append(first.momentum if first else np.nan)
     if not images:
         raise BadInput(f"no {size}x{size} crop with {min_pixels} non-zero pixels in {n_events} events")
-    return CropSet(np.stack(images).astype(np.float32), np.stack(labels).astype(np.int64),
-                   np.asarray(index), np.asarray(pid), np.asarray(momentum, dtype=np.float32))
-
-
-def augment(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
-            scale: tuple[float, float] = (0.9, 1.1)) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seed 002's augmentations on a batch: random flips of both axes, transpose, and a
-    per-image charge scale uniform in ``scale``. images (B, 1, H, W), labels (B, H, W)."""
-    flip = torch.rand(3, generator=generator)
-    if flip[0] < 0.5:
-        images, labels = images.flip(-1), labels.flip(-1)
-    if flip[1] < 0.5:
-        images, labels = images.flip(-2), labels.flip(-2)
-    if flip[2] < 0.5:
-        images, labels = images.transpose(-1, -2), labels.transpose(-1, -2)
-    factor = torch.empty(len(images), 1, 1, 1).uniform_(*scale, generator=generator)
-    return images * factor, labels
-
-
-def event_splits(data: DictConfig) -> Path:
-    """Folder with the data splits: ``data.root``, or the built-in simulator's cached output."""
-    if data.root is not None:
-        return Path(data.root)
-    from voxgen.data.builtin import builtin_dataset
-    from voxgen.sim.config import SimConfig
-
-    b = data.builtin
-    sim = SimConfig(mode=b.mode)
-    return builtin_dataset(sim, {k: int(v) for k, v in b.splits.items()}, b.seed, workers=data.workers)
+    return CropSet(
+        np.stack(images).astype(np.float32),
+        np.stack(labels).astype(np.int64),
+        np.asarray(index),
+        np.asarray(pid),
+        np.asarray(momentum, dtype=np.float32),
+    )
 
 
 def crop_sets(data: DictConfig, splits: tuple[str, ...], cache: Path, progress: bool = True) -> dict[str, CropSet]:
     """Labelled crops per split, built once and cached in ``cache/<split>_crops.npz``."""
-    from voxgen.data.datasets import open_split
-
     root = event_splits(data)
     out = {}
     for split in splits:
@@ -118,9 +104,16 @@ def crop_sets(data: DictConfig, splits: tuple[str, ...], cache: Path, progress: 
             out[split] = CropSet.load(path)
             continue
         source = open_split(root, split, min_points=data.min_points)
-        out[split] = crops = make_crop_set(source, data.crops_per_event, seed=data.seed * 1000 + zlib.crc32(split.encode()) % 1000,
-                                   plane=data.plane, size=data.size, min_pixels=data.min_pixels,
-                                   pixel_voxels=data.pixel_voxels, max_events=data.max_events,
-                                   progress=progress)
+        out[split] = crops = make_crop_set(
+            source,
+            data.crops_per_event,
+            seed=data.seed * 1000 + zlib.crc32(split.encode()) % 1000,
+            plane=data.plane,
+            size=data.size,
+            min_pixels=data.min_pixels,
+            pixel_voxels=data.pixel_voxels,
+            max_events=data.max_events,
+            progress=progress,
+        )
         crops.save(path)
     return out

@@ -6,6 +6,9 @@ import math
 from dataclasses import dataclass
 
 import torch
+from omegaconf import DictConfig
+
+from voxgen.config import from_node
 
 
 @dataclass(frozen=True)
@@ -42,3 +45,8 @@ class ChargeTransform:
         q = self.scale * torch.expm1(level * self._log_max)
         charged = (q >= self.min_charge) & (x >= -1.0 + self.gap / 2)
         return torch.where(charged, q, torch.zeros_like(q))
+
+
+def charge_transform(cfg: DictConfig) -> ChargeTransform:
+    """The ``transform`` node of a recipe's config (``conf/vpsde2d.yaml``) as a ChargeTransform."""
+    return from_node(ChargeTransform, cfg.transform)

@@ -13,6 +13,13 @@ from voxgen.detector.planes import (
 )
 
 __all__ = [
-    "MICROBOONE_PLANES", "PlaneGeometry", "WirePlane", "apply_dead_channels", "consistency",
-    "consistency_residual", "dead_channel_mask", "project_to_planes", "tick_charge",
+    "MICROBOONE_PLANES",
+    "PlaneGeometry",
+    "WirePlane",
+    "apply_dead_channels",
+    "consistency",
+    "consistency_residual",
+    "dead_channel_mask",
+    "project_to_planes",
+    "tick_charge",
 ]

@@ -79,7 +79,7 @@ class PlaneGeometry:
                 raise ConfigError(f"detector.planes.{p.name}.pitch_mm: must be > 0, got {p.pitch_mm}")
 
     @classmethod
-    def from_config(cls, cfg: Mapping) -> "PlaneGeometry":
+    def from_config(cls, cfg: Mapping) -> PlaneGeometry:
         """Geometry from a config mapping (dict or OmegaConf node).
 
         Keys (all optional): ``planes`` (list of {name, angle_deg, pitch_mm}), ``drift_axis``,
@@ -94,8 +94,8 @@ class PlaneGeometry:
         kwargs = {}
         if "planes" in cfg:
             kwargs["planes"] = tuple(
-                WirePlane(str(p["name"]), float(p["angle_deg"]), float(p.get("pitch_mm", 3.0)))
-                for p in cfg["planes"])
+                WirePlane(str(p["name"]), float(p["angle_deg"]), float(p.get("pitch_mm", 3.0))) for p in cfg["planes"]
+            )
         for key, cast in (("drift_axis", str), ("voxel_mm", float), ("grid", int), ("interpolation", str)):
             if key in cfg:
                 kwargs[key] = cast(cfg[key])
@@ -156,14 +156,14 @@ class PlaneGeometry:
         span = self.wire_position(plane, self._grid_corners()).max().item()
         return int(math.ceil(span)) + 1
 
-    def image_shape(self, plane: WirePlane | str) -> tuple[int, int]:
-        """(n_wires, n_ticks) of one plane's image."""
-        return self.n_wires(plane), self.n_ticks
 
-
-def project_to_planes(coords: torch.Tensor | np.ndarray, energy: torch.Tensor | np.ndarray,
-                      geometry: PlaneGeometry, batch: torch.Tensor | np.ndarray | None = None,
-                      n_batch: int | None = None) -> dict[str, torch.Tensor]:
+def project_to_planes(
+    coords: torch.Tensor | np.ndarray,
+    energy: torch.Tensor | np.ndarray,
+    geometry: PlaneGeometry,
+    batch: torch.Tensor | np.ndarray | None = None,
+    n_batch: int | None = None,
+) -> dict[str, torch.Tensor]:
     """Wire-plane images of 3D charge: {plane name: (B, n_wires, n_ticks)} in MeV.
 
     ``coords`` (N, 3) int voxel indices in [0, geometry.grid); ``energy`` (N,) MeV (a tensor
@@ -180,8 +180,10 @@ def project_to_planes(coords: torch.Tensor | np.ndarray, energy: torch.Tensor | 
     if coords.shape[0] != n:
         raise BadInput(f"project_to_planes: {coords.shape[0]} coordinates for {n} energies")
     if n and (coords.min() < 0 or coords.max() >= geometry.grid):
-        raise BadInput(f"project_to_planes: coordinates outside the grid [0, {geometry.grid}): "
-                       f"min {int(coords.min())}, max {int(coords.max())}")
+        raise BadInput(
+            f"project_to_planes: coordinates outside the grid [0, {geometry.grid}): "
+            f"min {int(coords.min())}, max {int(coords.max())}"
+        )
     if batch is None:
         batch = torch.zeros(n, dtype=torch.int64, device=device)
     else:
@@ -207,8 +209,7 @@ def project_to_planes(coords: torch.Tensor | np.ndarray, energy: torch.Tensor | 
             charge = torch.stack([energy - upper_charge, upper_charge])
         flat = (batch * n_wires + wires) * n_ticks + tick
         image = torch.zeros(n_batch * n_wires * n_ticks, dtype=energy.dtype, device=device)
-        images[plane.name] = image.index_add(0, flat.reshape(-1), charge.reshape(-1)).reshape(
-            n_batch, n_wires, n_ticks)
+        images[plane.name] = image.index_add(0, flat.reshape(-1), charge.reshape(-1)).reshape(n_batch, n_wires, n_ticks)
     return images
 
 
@@ -236,8 +237,9 @@ def consistency_residual(u: torch.Tensor, v: torch.Tensor, y: torch.Tensor) -> t
     return consistency(u, v, y).sum(dim=-1) / total.abs().clamp_min(torch.finfo(total.dtype).tiny)
 
 
-def dead_channel_mask(geometry: PlaneGeometry, dead: Mapping[str, Sequence[int] | float],
-                      rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+def dead_channel_mask(
+    geometry: PlaneGeometry, dead: Mapping[str, Sequence[int] | float], rng: np.random.Generator | None = None
+) -> dict[str, torch.Tensor]:
     """{plane name: (n_wires,) bool, True on dead wires} for every plane of ``geometry``.
 
     ``dead[name]`` is a list of wire indices, or a number: the fraction in [0, 1] of the
@@ -259,15 +261,19 @@ def dead_channel_mask(geometry: PlaneGeometry, dead: Mapping[str, Sequence[int] 
         else:
             wires = np.asarray(list(spec), dtype=np.int64)
             if wires.size and (wires.min() < 0 or wires.max() >= n_wires):
-                raise ConfigError(f"dead channels: plane {plane.name} has wires 0..{n_wires - 1}, "
-                                  f"got {wires.min()}..{wires.max()}")
+                raise ConfigError(
+                    f"dead channels: plane {plane.name} has wires 0..{n_wires - 1}, got {wires.min()}..{wires.max()}"
+                )
             mask[wires] = True
         masks[plane.name] = torch.from_numpy(mask)
     return masks
 
 
-def apply_dead_channels(images: Mapping[str, torch.Tensor],
-                        masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def apply_dead_channels(
+    images: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Images (..., n_wires, n_ticks) with the dead wire columns of ``masks`` set to zero."""
-    return {name: image.masked_fill(masks[name].to(image.device)[:, None], 0.0) if name in masks else image
-            for name, image in images.items()}
+    return {
+        name: image.masked_fill(masks[name].to(image.device)[:, None], 0.0) if name in masks else image
+        for name, image in images.items()
+    }

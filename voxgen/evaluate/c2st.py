@@ -19,8 +19,16 @@ def _features(x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
-def c2st_accuracy(x_ref: np.ndarray, x_cand: np.ndarray, seed: int = 0, folds: int = 5,
-                  hidden: int = 64, steps: int = 300, lr: float = 1e-2, weight_decay: float = 1e-4) -> float:
+def c2st_accuracy(
+    x_ref: np.ndarray,
+    x_cand: np.ndarray,
+    seed: int = 0,
+    folds: int = 5,
+    hidden: int = 64,
+    steps: int = 300,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-4,
+) -> float:
     """Cross-validated accuracy of an MLP trained to separate ``x_ref`` from ``x_cand``.
 
     Inputs are feature sets (N, D) / (M, D), or image sets (N, H, W) (H, W multiples of 16),
@@ -51,16 +59,26 @@ def c2st_accuracy(x_ref: np.ndarray, x_cand: np.ndarray, seed: int = 0, folds: i
     return correct / (2 * n)
 
 
-def _fit_and_count_correct(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int,
-                           hidden: int, steps: int, lr: float, weight_decay: float) -> int:
+def _fit_and_count_correct(
+    x: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    seed: int,
+    hidden: int,
+    steps: int,
+    lr: float,
+    weight_decay: float,
+) -> int:
     """Train the MLP on rows ``train`` of (x, y); the number of rows ``test`` it gets right."""
     mean, std = x[train].mean(axis=0), x[train].std(axis=0)
     xt = torch.as_tensor((x - mean) / np.where(std > 0, std, 1.0), dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.float32)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                              nn.ReLU(), nn.Linear(hidden, 1))
+        model = nn.Sequential(
+            nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     for _ in range(steps):

@@ -1,6 +1,6 @@
 """Mode collapse and memorisation: how close each generated image is to its nearest training
-image under the earth mover's distance (seed 003, "Checking for Mode Collapse"), compared to
-how close unseen real images are."""
+image under the earth mover's distance, compared to how close unseen real images are (the
+mode-collapse check of Imani et al., arXiv:2307.13687)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ COPY_QUANTILE = 0.05
 FLAG_PVALUE = 0.01
 
 
-def mode_collapse_report(candidates: np.ndarray, heldout: np.ndarray, train: np.ndarray,
-                         k_prefilter: int = 20) -> dict:
+def mode_collapse_report(candidates: np.ndarray, heldout: np.ndarray, train: np.ndarray, k_prefilter: int = 20) -> dict:
     """Compare the nearest-training-image EMD of generated images to that of held-out real ones.
 
     ``candidates`` (N, H, W) generated, ``heldout`` (K, H, W) real images not in ``train``

@@ -16,8 +16,12 @@ def class_dominance(scored: ScoredImages) -> dict[str, float]:
     track = (scored.labels == TRACK).sum(axis=(1, 2))
     shower = (scored.labels == SHOWER).sum(axis=(1, 2))
     labelled = np.maximum(track + shower, 1)
-    return {"track_dominated": float((track > shower).mean()), "shower_dominated": float((shower > track).mean()),
-            "track_share": float((track / labelled).mean()), "n": len(scored)}
+    return {
+        "track_dominated": float((track > shower).mean()),
+        "shower_dominated": float((shower > track).mean()),
+        "track_share": float((track / labelled).mean()),
+        "n": len(scored),
+    }
 
 
 def binned_mean(values: np.ndarray, keys: np.ndarray, edges: np.ndarray) -> dict[str, list[float]]:

@@ -10,7 +10,7 @@ strength above 0 would light up every pixel at once and the metrics could not gr
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -74,7 +74,7 @@ def pixel_dropout(images: np.ndarray, strength: float, rng: np.random.Generator)
 def _disk(radius: float) -> np.ndarray:
     """Boolean footprint of the pixels within ``radius`` of the centre pixel."""
     r = int(np.floor(radius))
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     return yy * yy + xx * xx <= radius * radius
 
 

@@ -9,7 +9,8 @@ coordinates and transport costs are in pixel units.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import ot
@@ -60,7 +61,7 @@ def _kernel_sum(x: torch.Tensor, y: torch.Tensor, gammas: torch.Tensor, chunk_si
     total = 0.0
     y_sq = (y * y).sum(1)
     for start in range(0, len(x), chunk_size):
-        xc = x[start:start + chunk_size]
+        xc = x[start : start + chunk_size]
         d2 = ((xc * xc).sum(1)[:, None] + y_sq[None, :] - 2.0 * xc @ y.T).clamp_min_(0.0)
         total += float(sum(torch.exp(-g * d2).sum() for g in gammas))
     return total
@@ -109,8 +110,10 @@ def _shared_histograms(a_values, b_values, bins) -> tuple[np.ndarray, np.ndarray
         raise ValueError("histogram comparison of an empty sample")
     edges = np.histogram_bin_edges(np.concatenate([a, b]), bins=bins)
     lo, hi = edges[0], edges[-1]
-    return (np.histogram(np.clip(a, lo, hi), edges)[0].astype(np.float64),
-            np.histogram(np.clip(b, lo, hi), edges)[0].astype(np.float64))
+    return (
+        np.histogram(np.clip(a, lo, hi), edges)[0].astype(np.float64),
+        np.histogram(np.clip(b, lo, hi), edges)[0].astype(np.float64),
+    )
 
 
 def histogram_kl(a_values, b_values, bins, eps: float = 1e-6) -> float:
@@ -128,7 +131,8 @@ def histogram_kl(a_values, b_values, bins, eps: float = 1e-6) -> float:
 
 
 def histogram_chi2(a_values, b_values, bins) -> float:
-    """Two-sample chi-square of histograms on shared bins (the seed-001 physics table figure).
+    """Two-sample chi-square of histograms on shared bins (the figure of the physics
+    chi-square table of Imani, NPML 2024).
 
     ``chi2 = 1 / (Na Nb) * sum_i (Nb a_i - Na b_i)^2 / (a_i + b_i)`` over bins with
     ``a_i + b_i > 0``, with ``a_i, b_i`` raw counts and ``Na, Nb`` their totals. For equal
@@ -207,12 +211,14 @@ def image_emd(img_a: np.ndarray, img_b: np.ndarray, max_points: int = MAX_POINTS
 def _sinkhorn_cost(xa, wa, xb, wb, reg: float) -> float:
     """Transport cost <P, C> of the entropic plan P (Euclidean cost C)."""
     cost = ot.dist(xa, xb, metric="euclidean")
-    return float(ot.sinkhorn2(wa, wb, cost, reg, method="sinkhorn_stabilized",
-                              numItermax=SINKHORN_MAX_ITER, stopThr=SINKHORN_STOP))
+    return float(
+        ot.sinkhorn2(
+            wa, wb, cost, reg, method="sinkhorn_stabilized", numItermax=SINKHORN_MAX_ITER, stopThr=SINKHORN_STOP
+        )
+    )
 
 
-def sinkhorn_divergence(xa: np.ndarray, wa: np.ndarray, xb: np.ndarray, wb: np.ndarray,
-                        reg: float) -> float:
+def sinkhorn_divergence(xa: np.ndarray, wa: np.ndarray, xb: np.ndarray, wb: np.ndarray, reg: float) -> float:
     """Debiased Sinkhorn divergence ``S = OT(a, b) - (OT(a, a) + OT(b, b)) / 2`` between
     weighted point clouds ``xa`` (K, d), ``wa`` (K,) and ``xb``, ``wb`` (weights summing to 1).
 
@@ -229,8 +235,9 @@ def sinkhorn_divergence(xa: np.ndarray, wa: np.ndarray, xb: np.ndarray, wb: np.n
     return ab - 0.5 * (aa + bb)
 
 
-def image_sinkhorn(img_a: np.ndarray, img_b: np.ndarray, reg: float = SINKHORN_REG,
-                   max_points: int = MAX_POINTS) -> float:
+def image_sinkhorn(
+    img_a: np.ndarray, img_b: np.ndarray, reg: float = SINKHORN_REG, max_points: int = MAX_POINTS
+) -> float:
     """Debiased Sinkhorn divergence (pixels) between two (H, W) images as unit-charge
     distributions over their non-zero pixels (``charge_points``); ``reg`` in pixels (see
     ``sinkhorn_divergence``)."""
@@ -239,8 +246,9 @@ def image_sinkhorn(img_a: np.ndarray, img_b: np.ndarray, reg: float = SINKHORN_R
     return sinkhorn_divergence(xa, wa, xb, wb, reg)
 
 
-def energy_set_distance(set_a: Sequence[T], set_b: Sequence[T], distance: Callable[[T, T], float],
-                        n_pairs: int, rng: np.random.Generator) -> float:
+def energy_set_distance(
+    set_a: Sequence[T], set_b: Sequence[T], distance: Callable[[T, T], float], n_pairs: int, rng: np.random.Generator
+) -> float:
     """Energy-distance-style statistic of two sets under a per-item distance d (d's units):
 
         D = E[d(a, b)] - (E[d(a, a')] + E[d(b, b')]) / 2,
@@ -294,8 +302,9 @@ def nearest_emd(candidates: np.ndarray, train: np.ndarray, k_prefilter: int = 20
     return np.array([min(image_emd(c, train[j]) for j in row) for c, row in zip(candidates, shortlist)])
 
 
-def nearest_emd_distance(images_a: np.ndarray, images_b: np.ndarray, n: int, rng: np.random.Generator,
-                         k_prefilter: int = 5) -> float:
+def nearest_emd_distance(
+    images_a: np.ndarray, images_b: np.ndarray, n: int, rng: np.random.Generator, k_prefilter: int = 5
+) -> float:
     """Symmetric nearest-neighbour EMD (pixels) of two image sets (N, H, W), (M, H, W): the
     mean, over ``n`` random images of each set, of the EMD to the nearest image of the other
     set (``nearest_emd``), averaged over both directions. One direction grows when
@@ -341,7 +350,7 @@ def pooled_pixels(images: np.ndarray, grid: int = 8, normalise: bool = False) ->
     return pooled
 
 
-# ---- SSNet output statistics (seed 002, Table 4) -----------------------------------------------
+# ---- SSNet output statistics (Lutkus et al., arXiv:2204.02496, Table 4) ----------------------
 
 SHOWER, TRACK = 1, 2  # SSNet classes: 0 background, 1 shower, 2 track
 
@@ -366,8 +375,9 @@ def ssnet_output_stats(probs: np.ndarray, images: np.ndarray, threshold: float) 
     }
 
 
-def ssnet_kl(stats_ref: dict, stats_cand: dict, score_bins: int = 50, count_bins: int = 20,
-             eps: float = 1e-6) -> dict[str, float]:
+def ssnet_kl(
+    stats_ref: dict, stats_cand: dict, score_bins: int = 50, count_bins: int = 20, eps: float = 1e-6
+) -> dict[str, float]:
     """KL(reference || candidate) of the four ``ssnet_output_stats`` distributions.
 
     Counts on ``count_bins`` bins of equal whole-pixel width spanning 0 to the reference's

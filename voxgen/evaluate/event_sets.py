@@ -8,7 +8,7 @@ is compared by chi-square and KL of shared-bin histograms (``distances.observabl
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -31,8 +31,9 @@ def plane_residual(event: Event, geometry: PlaneGeometry | None = None) -> float
     return float(consistency_residual(u, v, y))
 
 
-def describe_events(events: Sequence[Event], geometry: PlaneGeometry | None = None,
-                    progress: bool = True) -> dict[str, np.ndarray]:
+def describe_events(
+    events: Sequence[Event], geometry: PlaneGeometry | None = None, progress: bool = True
+) -> dict[str, np.ndarray]:
     """(E,) arrays of ``observables.event_observables`` plus ``plane_residual``, and ``dedx``:
     the track dE/dx samples of all events (MeV/cm; the whole event is one track when it has no
     semantic labels)."""
@@ -48,8 +49,16 @@ def describe_events(events: Sequence[Event], geometry: PlaneGeometry | None = No
     return out
 
 
-def compare_events(obs_ref: dict, obs_cand: dict, ref: Sequence[Event], cand: Sequence[Event],
-                   seed: int, n_pairs: int, sinkhorn_reg_cm: float = 1.0, max_points: int = 300) -> dict[str, float]:
+def compare_events(
+    obs_ref: dict,
+    obs_cand: dict,
+    ref: Sequence[Event],
+    cand: Sequence[Event],
+    seed: int,
+    n_pairs: int,
+    sinkhorn_reg_cm: float = 1.0,
+    max_points: int = 300,
+) -> dict[str, float]:
     """All 3D metrics of ``cand`` against ``ref``: chi2_/kl_ per observable, ``sinkhorn_set``
     (cm, ``distances.energy_set_distance`` under ``observables.pointcloud_sinkhorn``) and
     ``plane_residual_mean``."""
@@ -82,9 +91,16 @@ def ssnet3d_scores(features: dict[str, tuple[np.ndarray, np.ndarray]], ref: str,
     return out
 
 
-def evaluate_events(reference: Sequence[Event], candidate: Sequence[Event], n: int, seed: int = 0,
-                    n_pairs: int = 100, names: tuple[str, str] = ("reference", "candidate"),
-                    progress: bool = True, ssnet3d=None) -> dict:
+def evaluate_events(
+    reference: Sequence[Event],
+    candidate: Sequence[Event],
+    n: int,
+    seed: int = 0,
+    n_pairs: int = 100,
+    names: tuple[str, str] = ("reference", "candidate"),
+    progress: bool = True,
+    ssnet3d=None,
+) -> dict:
     """{"n", "candidate": m(R1, C), "floor": m(R1, R2), "observables": {set: arrays}}.
 
     R1, R2: two disjoint random halves of ``reference`` of ``n`` events each (fewer when the
@@ -96,22 +112,31 @@ def evaluate_events(reference: Sequence[Event], candidate: Sequence[Event], n: i
     rng = np.random.default_rng(seed)
     n = min(n, len(reference) // 2, len(candidate))
     if n < 2:
-        raise ValueError(f"evaluate_events needs 4 reference and 2 candidate events (have {len(reference)}, {len(candidate)})")
+        raise ValueError(
+            f"evaluate_events needs 4 reference and 2 candidate events (have {len(reference)}, {len(candidate)})"
+        )
     order = rng.permutation(len(reference))
     r1 = _read(reference, order[:n], names[0])
-    r2 = _read(reference, order[n:2 * n], names[0])
+    r2 = _read(reference, order[n : 2 * n], names[0])
     c = _read(candidate, rng.permutation(len(candidate))[:n], names[1])
-    obs = {name: describe_events(events, progress=progress) for name, events in
-           (("reference", r1), ("heldout", r2), ("candidate", c))}
-    result = {"kind": "events", "n": n,
-              "candidate": compare_events(obs["reference"], obs["candidate"], r1, c, seed, n_pairs),
-              "floor": compare_events(obs["reference"], obs["heldout"], r1, r2, seed, n_pairs),
-              "observables": obs}
+    obs = {
+        name: describe_events(events, progress=progress)
+        for name, events in (("reference", r1), ("heldout", r2), ("candidate", c))
+    }
+    result = {
+        "kind": "events",
+        "n": n,
+        "candidate": compare_events(obs["reference"], obs["candidate"], r1, c, seed, n_pairs),
+        "floor": compare_events(obs["reference"], obs["heldout"], r1, r2, seed, n_pairs),
+        "observables": obs,
+    }
     if ssnet3d is not None:
         from voxgen.models.ssnet3d import ssnet3d_features
 
-        features = {name: ssnet3d_features(ssnet3d, events) for name, events in
-                    (("reference", r1), ("heldout", r2), ("candidate", c))}
+        features = {
+            name: ssnet3d_features(ssnet3d, events)
+            for name, events in (("reference", r1), ("heldout", r2), ("candidate", c))
+        }
         result["candidate"].update(ssnet3d_scores(features, "reference", "candidate"))
         result["floor"].update(ssnet3d_scores(features, "reference", "heldout"))
     return result

@@ -29,8 +29,7 @@ HEADLINE = ("fid", "mmd_features", "c2st_accuracy", "kl_shower_count", "pixel_ch
 # metrics built on its features and labels. Random pixel dropout leaves the charges of the
 # surviving pixels distributed as before. pixel_charge_w1 is the charge-scale check.
 SSNET_BASED = ("fid", "mmd_features", "c2st_accuracy", "kl_shower_count", "kl_track_score")
-BLIND = ({(m, "rescale_charge") for m in SSNET_BASED + ("emd_nn", "mmd_pixels")}
-         | {("pixel_charge_w1", "pixel_dropout")})
+BLIND = {(m, "rescale_charge") for m in SSNET_BASED + ("emd_nn", "mmd_pixels")} | {("pixel_charge_w1", "pixel_dropout")}
 
 OBSERVABLES = ("track_length", "track_width", "shower_pixels", "shower_charge")
 
@@ -49,13 +48,15 @@ class ScoredImages:
     def __len__(self) -> int:
         return len(self.images)
 
-    def take(self, index: np.ndarray) -> "ScoredImages":
+    def take(self, index: np.ndarray) -> ScoredImages:
         return ScoredImages(self.images[index], self.probs[index], self.features[index], self.labels[index])
 
     def observables(self) -> dict[str, np.ndarray]:
         """(N,) track length / width (pixels), track and shower pixel counts and charges."""
-        return {**observables.track_observables(self.images, self.labels),
-                **observables.shower_observables(self.images, self.labels)}
+        return {
+            **observables.track_observables(self.images, self.labels),
+            **observables.shower_observables(self.images, self.labels),
+        }
 
 
 def score_images(model, images: np.ndarray, batch_size: int = 256, progress: bool = False) -> ScoredImages:
@@ -71,20 +72,24 @@ def score_images(model, images: np.ndarray, batch_size: int = 256, progress: boo
 def compare(ref: ScoredImages, cand: ScoredImages, seed: int, n_emd: int = 300) -> dict[str, float]:
     """Every 2D metric of ``cand`` against ``ref``.
 
-    ``fid``, ``mmd_features``, ``c2st_accuracy``: on SSNet bottleneck features (SSNet-FID of
-    seed 003); ``mmd_pixels``: on unit-charge images pooled 4x4; ``emd_nn`` (pixels):
-    nearest-neighbour EMD both ways over ``n_emd`` images of each set; ``pixel_charge_w1``:
-    relative W1 of charged-pixel charges; ``kl_*``: KL of the SSNet output statistics (seed
-    002, Table 4); ``chi2_*``, ``kl_*`` of the physics observables (seed 001's table).
-    Deterministic for a ``seed``.
+    ``fid``, ``mmd_features``, ``c2st_accuracy``: on SSNet bottleneck features (the SSNet-FID
+    of Imani et al., arXiv:2307.13687); ``mmd_pixels``: on unit-charge images pooled 4x4;
+    ``emd_nn`` (pixels): nearest-neighbour EMD both ways over ``n_emd`` images of each set;
+    ``pixel_charge_w1``: relative W1 of charged-pixel charges; ``kl_*``: KL of the SSNet output
+    statistics (Lutkus et al., arXiv:2204.02496, Table 4); ``chi2_*``, ``kl_*`` of the physics
+    observables (the chi-square table of Imani, NPML 2024). Deterministic for a ``seed``.
     """
-    kl = distances.ssnet_kl(distances.ssnet_output_stats(ref.probs, ref.images, CHARGED_MEV),
-                            distances.ssnet_output_stats(cand.probs, cand.images, CHARGED_MEV))
+    kl = distances.ssnet_kl(
+        distances.ssnet_output_stats(ref.probs, ref.images, CHARGED_MEV),
+        distances.ssnet_output_stats(cand.probs, cand.images, CHARGED_MEV),
+    )
     out = {
         "fid": distances.frechet_distance(ref.features, cand.features),
         "mmd_features": distances.mmd_rbf(ref.features, cand.features),
-        "mmd_pixels": distances.mmd_rbf(distances.pooled_pixels(ref.images, 16, normalise=True),
-                                       distances.pooled_pixels(cand.images, 16, normalise=True)),
+        "mmd_pixels": distances.mmd_rbf(
+            distances.pooled_pixels(ref.images, 16, normalise=True),
+            distances.pooled_pixels(cand.images, 16, normalise=True),
+        ),
         "emd_nn": distances.nearest_emd_distance(ref.images, cand.images, n_emd, np.random.default_rng(seed)),
         "pixel_charge_w1": distances.pixel_charge_w1(ref.images, cand.images),
         "c2st_accuracy": c2st.c2st_accuracy(ref.features, cand.features, seed=seed),
@@ -103,19 +108,28 @@ def _subsample(images: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.asarray(images)[np.sort(np.random.default_rng(seed).permutation(len(images))[:n])]
 
 
-def reference_halves(model, reference: np.ndarray, n: int, seed: int = 0,
-                     progress: bool = False) -> tuple[ScoredImages, ScoredImages]:
+def reference_halves(
+    model, reference: np.ndarray, n: int, seed: int = 0, progress: bool = False
+) -> tuple[ScoredImages, ScoredImages]:
     """Two disjoint random subsets R1, R2 of ``min(n, len(reference) // 2)`` images each of
     ``reference`` (N, H, W), scored by SSNet ``model``; m(R1, R2) is every metric's floor."""
     ref = score_images(model, _subsample(reference, 2 * n, seed), progress=progress)
     n = min(n, len(ref) // 2)
     order = np.random.default_rng(seed).permutation(len(ref))
-    return ref.take(order[:n]), ref.take(order[n:2 * n])
+    return ref.take(order[:n]), ref.take(order[n : 2 * n])
 
 
-def evaluate_images(model, reference: np.ndarray, candidate: np.ndarray, n: int, seed: int = 0,
-                    train: np.ndarray | None = None, n_emd: int = 300, collapse_n: int = 1000,
-                    progress: bool = False) -> dict:
+def evaluate_images(
+    model,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    n: int,
+    seed: int = 0,
+    train: np.ndarray | None = None,
+    n_emd: int = 300,
+    collapse_n: int = 1000,
+    progress: bool = False,
+) -> dict:
     """Score ``candidate`` (M, H, W) against ``reference`` (N, H, W) with SSNet ``model``.
 
     Returns {"n", "candidate": m(R1, C), "floor": m(R1, R2), "scored": {"reference": R1,
@@ -127,8 +141,12 @@ def evaluate_images(model, reference: np.ndarray, candidate: np.ndarray, n: int,
     if n < 2:
         raise ValueError(f"evaluate_images: the reference has {len(reference)} images; need at least 4")
     cand = score_images(model, _subsample(candidate, n, seed + 1), progress=progress)
-    result = {"kind": "images", "n": n, "candidate": compare(r1, cand, seed, n_emd),
-              "floor": compare(r1, r2, seed, n_emd)}
+    result = {
+        "kind": "images",
+        "n": n,
+        "candidate": compare(r1, cand, seed, n_emd),
+        "floor": compare(r1, r2, seed, n_emd),
+    }
     if train is not None:
         k = min(collapse_n, n)
         report = collapse.mode_collapse_report(cand.images[:k], r2.images[:k], np.asarray(train))
@@ -137,8 +155,15 @@ def evaluate_images(model, reference: np.ndarray, candidate: np.ndarray, n: int,
     return result
 
 
-def degradation_curves(model, r1: ScoredImages, r2: ScoredImages, seed: int = 0, n_emd: int = 300,
-                       strengths: dict[str, list[float]] | None = None, progress: bool = False) -> dict[str, dict]:
+def degradation_curves(
+    model,
+    r1: ScoredImages,
+    r2: ScoredImages,
+    seed: int = 0,
+    n_emd: int = 300,
+    strengths: dict[str, list[float]] | None = None,
+    progress: bool = False,
+) -> dict[str, dict]:
     """Every metric against strength for each controlled degradation of held-out real images.
 
     R2 (``reference_halves``, or ``evaluate_images``'s scored "heldout") degraded at each

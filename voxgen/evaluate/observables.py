@@ -1,6 +1,6 @@
 """Physics observables of image and event sets: the reconstruction-inspired quantities whose
-distributions the chi-square table of seed 001 compares (track length, track width, shower
-charge), plus 3D event shapes, track dE/dx and a point-cloud Sinkhorn divergence.
+distributions the chi-square table of Imani (NPML 2024) compares (track length, track width,
+shower charge), plus 3D event shapes, track dE/dx and a point-cloud Sinkhorn divergence.
 
 2D images are (N, H, W) charge with SSNet labels (N, H, W) int: 0 background, 1 shower,
 2 track; lengths in pixels. 3D events are ``voxgen.events.Event``; lengths in cm, energies MeV.
@@ -69,15 +69,8 @@ def track_observables(images: np.ndarray, labels: np.ndarray) -> dict[str, np.nd
     ``track_pixels`` (int) and ``track_charge`` (charge units) of the track pixels.
     """
     images, labels = np.asarray(images), np.asarray(labels)
-    blocks = [_track_block(images[s:s + CHUNK], labels[s:s + CHUNK]) for s in range(0, len(images), CHUNK)]
+    blocks = [_track_block(images[s : s + CHUNK], labels[s : s + CHUNK]) for s in range(0, len(images), CHUNK)]
     return {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]}
-
-
-def track_length_width(image: np.ndarray, track_mask: np.ndarray) -> tuple[float, float]:
-    """(length, width) in pixels of the pixels of ``image`` (H, W) under ``track_mask``
-    (H, W) bool; definitions as in ``track_observables``; NaNs with fewer than 2 pixels."""
-    obs = track_observables(np.asarray(image)[None], np.where(track_mask, TRACK, 0)[None])
-    return float(obs["track_length"][0]), float(obs["track_width"][0])
 
 
 def shower_observables(images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -85,8 +78,7 @@ def shower_observables(images: np.ndarray, labels: np.ndarray) -> dict[str, np.n
     labelled shower (1) with charge > 0 in each of ``images`` (N, H, W)."""
     images = np.asarray(images, dtype=np.float64)
     mask = (np.asarray(labels) == SHOWER) & (images > 0)
-    return {"shower_pixels": mask.sum(axis=(1, 2)),
-            "shower_charge": np.where(mask, images, 0.0).sum(axis=(1, 2))}
+    return {"shower_pixels": mask.sum(axis=(1, 2)), "shower_charge": np.where(mask, images, 0.0).sum(axis=(1, 2))}
 
 
 # ---- 3D --------------------------------------------------------------------------------------
@@ -121,9 +113,14 @@ def event_observables(event: Event) -> dict[str, float]:
     points = event.coords.astype(np.float64) * VOXEL_CM
     extent = (event.coords.max(axis=0) - event.coords.min(axis=0) + 1) * VOXEL_CM
     length = _axis_extent_cm(points, event.energy.astype(np.float64))[1] if len(event) > 1 else VOXEL_CM
-    return {"n_voxels": float(len(event)), "total_energy": event.total_energy,
-            "extent_x": float(extent[0]), "extent_y": float(extent[1]), "extent_z": float(extent[2]),
-            "pca_length": length}
+    return {
+        "n_voxels": float(len(event)),
+        "total_energy": event.total_energy,
+        "extent_x": float(extent[0]),
+        "extent_y": float(extent[1]),
+        "extent_z": float(extent[2]),
+        "pca_length": length,
+    }
 
 
 def track_dedx(event: Event, semantic_track: int | None = 1, min_voxels: int = 5) -> np.ndarray:
@@ -172,8 +169,9 @@ def _energy_cloud(event: Event, max_points: int, rng: np.random.Generator) -> tu
     return points[index], counts / max_points
 
 
-def pointcloud_sinkhorn(event_a: Event, event_b: Event, reg: float = 1.0, max_points: int = 2000,
-                        seed: int = 0) -> float:
+def pointcloud_sinkhorn(
+    event_a: Event, event_b: Event, reg: float = 1.0, max_points: int = 2000, seed: int = 0
+) -> float:
     """Debiased Sinkhorn divergence (cm) between the energy distributions of two events:
     voxel centres in cm, weights = energy / total energy, entropic scale ``reg`` cm, Euclidean
     ground cost; events above ``max_points`` voxels are energy-weighted subsamples drawn with

@@ -41,8 +41,9 @@ def degradation_table(curves: dict, metrics: tuple[str, ...] = HEADLINE) -> str:
     return "\n".join(lines)
 
 
-def _histogram_panels(panels: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
-                      labels: tuple[str, str] = ("reference", "candidate")) -> Path:
+def _histogram_panels(
+    panels: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, labels: tuple[str, str] = ("reference", "candidate")
+) -> Path:
     """One step-histogram panel per entry {title: (reference values, candidate values)}."""
     ncols = min(4, len(panels))
     nrows = math.ceil(len(panels) / ncols)
@@ -59,7 +60,7 @@ def _histogram_panels(panels: dict[str, tuple[np.ndarray, np.ndarray]], path: Pa
                 ax.hist(np.clip(values, lo, hi), bins=edges, histtype="step", color=colour, label=label, density=True)
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     return _save(fig, path)
 
@@ -83,8 +84,16 @@ def plot_image_histograms(ref: ScoredImages, cand: ScoredImages, path: Path) -> 
 
 def plot_event_histograms(obs_ref: dict, obs_cand: dict, path: Path) -> Path:
     """Reference vs candidate histograms of the 3D event observables."""
-    units = {"n_voxels": "", "total_energy": " (MeV)", "extent_x": " (cm)", "extent_y": " (cm)",
-             "extent_z": " (cm)", "pca_length": " (cm)", "dedx": " (MeV/cm)", "plane_residual": ""}
+    units = {
+        "n_voxels": "",
+        "total_energy": " (MeV)",
+        "extent_x": " (cm)",
+        "extent_y": " (cm)",
+        "extent_z": " (cm)",
+        "pca_length": " (cm)",
+        "dedx": " (MeV/cm)",
+        "plane_residual": "",
+    }
     return _histogram_panels({f"{k}{u}": (obs_ref[k], obs_cand[k]) for k, u in units.items()}, path)
 
 
@@ -125,35 +134,60 @@ def write_report(out: Path, result: dict, curves: dict | None = None, title: str
         metrics["degradations"] = curves
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=float) + "\n")
     unit = "images" if kind == "images" else "events"
-    parts = [f"# {title}", "", f"{result['n']} {unit} per set. The floor is the same metric between two "
-             "disjoint real samples of that size; a candidate indistinguishable from real data sits at "
-             "its floor (ratio ~1; C2ST accuracy ~0.5).", "", summary_table(result), ""]
+    parts = [
+        f"# {title}",
+        "",
+        f"{result['n']} {unit} per set. The floor is the same metric between two "
+        "disjoint real samples of that size; a candidate indistinguishable from real data sits at "
+        "its floor (ratio ~1; C2ST accuracy ~0.5).",
+        "",
+        summary_table(result),
+        "",
+    ]
     if kind == "images":
         ref, cand = result["scored"]["reference"], result["scored"]["candidate"]
         plot_image_histograms(ref, cand, out / "histograms.png")
-        parts += ["## Distributions", "", "![histograms](histograms.png)", "",
-                  "## Samples, each with its SSNet labels to the right", ""]
+        parts += [
+            "## Distributions",
+            "",
+            "![histograms](histograms.png)",
+            "",
+            "## Samples, each with its SSNet labels to the right",
+            "",
+        ]
         for name, s in (("reference", ref), ("candidate", cand)):
             crop_grid(s.images[:8], s.labels[:8], out_png=out / f"{name}_grid.png", ncols=4)
             parts += [f"{name.capitalize()}:", "", f"![{name}]({name}_grid.png)", ""]
     else:
-        plot_event_histograms(result["observables"]["reference"], result["observables"]["candidate"],
-                              out / "histograms.png")
+        plot_event_histograms(
+            result["observables"]["reference"], result["observables"]["candidate"], out / "histograms.png"
+        )
         parts += ["## Distributions", "", "![histograms](histograms.png)", ""]
     if "mode_collapse" in result:
         mc = result["mode_collapse"]
-        parts += ["## Mode collapse", "",
-                  f"Median EMD to the nearest training image: candidates {mc['candidate_median']:.3g} px, "
-                  f"held-out real {mc['heldout_median']:.3g} px; {mc['copy_fraction']:.1%} of candidates are "
-                  f"nearer than 95% of held-out images (p = {mc['copy_pvalue']:.3g}; copies flagged: "
-                  f"{mc['copies_flagged']}).", ""]
+        parts += [
+            "## Mode collapse",
+            "",
+            f"Median EMD to the nearest training image: candidates {mc['candidate_median']:.3g} px, "
+            f"held-out real {mc['heldout_median']:.3g} px; {mc['copy_fraction']:.1%} of candidates are "
+            f"nearer than 95% of held-out images (p = {mc['copy_pvalue']:.3g}; copies flagged: "
+            f"{mc['copies_flagged']}).",
+            "",
+        ]
     if curves:
         plot_degradations(curves, out / "degradations.png")
-        parts += ["## Metrics under controlled degradations of real images", "",
-                  "Each panel: the metric between real images and degraded held-out real images, "
-                  "against the degradation's strength; dashed, the real-vs-real floor (strength 0). "
-                  "Values marked * belong to a metric blind to that degradation by construction.", "",
-                  "![degradations](degradations.png)", "", degradation_table(curves), ""]
+        parts += [
+            "## Metrics under controlled degradations of real images",
+            "",
+            "Each panel: the metric between real images and degraded held-out real images, "
+            "against the degradation's strength; dashed, the real-vs-real floor (strength 0). "
+            "Values marked * belong to a metric blind to that degradation by construction.",
+            "",
+            "![degradations](degradations.png)",
+            "",
+            degradation_table(curves),
+            "",
+        ]
     report = out / "report.md"
     write_text_atomic(report, "\n".join(parts))
     return report

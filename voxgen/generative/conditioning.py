@@ -47,7 +47,9 @@ class ConditionEmbedding(nn.Module):
     def __init__(self, dim: int, n_fourier: int = 16, fourier_scale: float = 1.0) -> None:
         super().__init__()
         self.particle = nn.Embedding(N_PARTICLES + 1, dim)
-        self.register_buffer("freqs", torch.randn(n_fourier, generator=torch.Generator().manual_seed(0)) * fourier_scale)
+        self.register_buffer(
+            "freqs", torch.randn(n_fourier, generator=torch.Generator().manual_seed(0)) * fourier_scale
+        )
         self.momentum = nn.Sequential(nn.Linear(2 * n_fourier, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, pid: torch.Tensor, momentum: torch.Tensor) -> torch.Tensor:

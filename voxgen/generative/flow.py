@@ -9,15 +9,15 @@ sampling integrates dX/dt = velocity(X, t) from t = 0 to 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from voxgen.generative.sde import _expand
-from voxgen.generative.solvers import odeint_counted
-
-VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from voxgen.errors import ConfigError
+from voxgen.generative.process import Network, SamplerSettings, batch_expand
+from voxgen.generative.solvers import ADAPTIVE, FIXED_GRID, SAMPLERS, odeint_counted
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,12 @@ class CondOTPath:
 
     def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(X_t, target velocity X_1 - X_0) for times ``t`` (B,)."""
-        return (1 - _expand(t, x1)) * x0 + _expand(t, x1) * x1, x1 - x0
+        return (1 - batch_expand(t, x1)) * x0 + batch_expand(t, x1) * x1, x1 - x0
 
 
-def flow_matching_loss(path: CondOTPath, network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                       x1: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def flow_matching_loss(
+    path: CondOTPath, network: Network, x1: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """|| v_theta(X_t, t) - (X_1 - X_0) ||^2 per element, t ~ U(0, 1); batch mean (scalar)."""
     t = torch.rand(x1.shape[0], generator=generator, device="cpu").to(x1.device)
     x0 = torch.randn(x1.shape, generator=generator, device="cpu").to(x1.device)
@@ -38,9 +39,60 @@ def flow_matching_loss(path: CondOTPath, network: Callable[[torch.Tensor, torch.
     return ((network(xt, t) - target) ** 2).mean()
 
 
+@dataclass
+class FlowSamplerConfig(SamplerSettings):
+    """ODE solve of a flow: torchdiffeq ``method`` (fixed grid: euler, midpoint, rk4 over ``steps``
+    intervals; adaptive: dopri5, bosh3, ... with ``rtol``/``atol``)."""
+
+    method: str = "midpoint"
+    steps: int = 20
+    rtol: float = 1e-4
+    atol: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.method in SAMPLERS:
+            raise ConfigError(f"sampler: '{self.method}' solves a VP-SDE; a flow takes an ODE method (sampler=flow)")
+        if self.method not in FIXED_GRID + ADAPTIVE:
+            raise ConfigError(f"sampler.method: unknown ODE method '{self.method}' (euler, midpoint, rk4, dopri5, ...)")
+        if self.steps < 1:
+            raise ConfigError(f"sampler.steps: {self.steps} < 1")
+
+
 @torch.no_grad()
-def integrate_flow(velocity: VelocityFn, x0: torch.Tensor, method: str = "midpoint", steps: int = 20,
-                   rtol: float = 1e-4, atol: float = 1e-4, progress: bool = False) -> tuple[torch.Tensor, int]:
+def integrate_flow(
+    velocity: Network,
+    x0: torch.Tensor,
+    method: str = "midpoint",
+    steps: int = 20,
+    rtol: float = 1e-4,
+    atol: float = 1e-4,
+    progress: bool = False,
+) -> tuple[torch.Tensor, int]:
     """(X_1, network evaluations): dX/dt = velocity(X, t) from t = 0 to 1 (``odeint_counted``; on
     a fixed grid euler costs 1 evaluation per step, midpoint 2, rk4 4). Deterministic given X_0."""
     return odeint_counted(velocity, x0, 0.0, 1.0, method, steps, rtol, atol, progress, "flow")
+
+
+@dataclass(frozen=True)
+class FlowMatching:
+    """Flow matching as a generative process (``voxgen.generative.process``): the network is
+    the velocity v_theta(X_t, t), trained on ``path``'s target X_1 - X_0; samples are X_1 of the
+    ODE dX/dt = v_theta(X, t) from X_0 = noise."""
+
+    path: CondOTPath = field(default_factory=CondOTPath)
+
+    def loss(self, network: Network, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return flow_matching_loss(self.path, network, x, generator)
+
+    def sample(
+        self,
+        network: Network,
+        noise: torch.Tensor,
+        settings: FlowSamplerConfig,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> tuple[torch.Tensor, int]:
+        return integrate_flow(network, noise, settings.method, settings.steps, settings.rtol, settings.atol, progress)
+
+    def sampler_settings(self, options: Mapping[str, Any]) -> FlowSamplerConfig:
+        return FlowSamplerConfig(**options)

@@ -1,4 +1,5 @@
-"""The variance-preserving SDE (Song et al. 2021; seeds 001 and 003), apart from any network.
+"""The variance-preserving SDE (Song et al. 2021, arXiv:2011.13456), apart from any network; on
+LArTPC crops as in Imani et al. (arXiv:2307.13687).
 
     dX_t = -1/2 beta(t) X_t dt + sqrt(beta(t)) dW_t,   beta(t) = beta_min + t (beta_max - beta_min),  t in [0, T]
 
@@ -10,17 +11,14 @@ ODE: dX/dt = -1/2 beta X - 1/2 beta grad log p_t(X). A *score function* is any c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
+from voxgen.generative.process import batch_expand
+
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(B,) -> (B, 1, ..., 1) broadcastable against ``like``."""
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ class VPSDE:
 
     def marginal(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean (B, ...), std (B,)) of p(X_t | X_0 = x0) for times ``t`` (B,)."""
-        return _expand(self.alpha(t), x0) * x0, self.std(t)
+        return batch_expand(self.alpha(t), x0) * x0, self.std(t)
 
     def std(self, t: torch.Tensor) -> torch.Tensor:
         """(B,) standard deviation of p(X_t | X_0)."""
@@ -53,29 +51,32 @@ class VPSDE:
     def perturb(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """A draw of X_t given X_0 = x0 with standard-normal ``noise``."""
         mean, std = self.marginal(x0, t)
-        return mean + _expand(std, x0) * noise
+        return mean + batch_expand(std, x0) * noise
 
     def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return -0.5 * _expand(self.beta(t), x) * x
+        return -0.5 * batch_expand(self.beta(t), x) * x
 
     def diffusion(self, t: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(self.beta(t))
 
-    def prior_sample(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
-                     device: torch.device | str = "cpu") -> torch.Tensor:
+    def prior_sample(
+        self, shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
         """X_T ~ N(0, I)."""
         return torch.randn(shape, generator=generator, device=device)
 
     def reverse_drift(self, score: ScoreFn, x: torch.Tensor, t: torch.Tensor, ode: bool = False) -> torch.Tensor:
         """f - g^2 score (reverse SDE) or f - 1/2 g^2 score (probability-flow ODE), in forward time."""
         weight = 0.5 if ode else 1.0
-        return self.drift(x, t) - weight * _expand(self.beta(t), x) * score(x, t)
+        return self.drift(x, t) - weight * batch_expand(self.beta(t), x) * score(x, t)
 
 
 PREDICTIONS = ("noise", "v")
 
 
-def noise_from_prediction(sde: VPSDE, prediction: str, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def noise_from_prediction(
+    sde: VPSDE, prediction: str, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
     """The noise estimate z_hat of X_t = alpha_t X_0 + sigma_t z from a network output.
 
     ``noise``: the output is z_hat. ``v`` (Salimans & Ho 2022): the output is v_hat, an estimate
@@ -85,16 +86,22 @@ def noise_from_prediction(sde: VPSDE, prediction: str, out: torch.Tensor, x_t: t
     """
     if prediction == "noise":
         return out
-    return _expand(sde.std(t), x_t) * x_t + _expand(sde.alpha(t), x_t) * out
+    return batch_expand(sde.std(t), x_t) * x_t + batch_expand(sde.alpha(t), x_t) * out
 
 
-def denoising_score_loss(sde: VPSDE, network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                         x0: torch.Tensor, prediction: str = "noise", eps: float = 1e-5,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
+def denoising_score_loss(
+    sde: VPSDE,
+    network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    prediction: str = "noise",
+    eps: float = 1e-5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Denoising score matching, t ~ U(eps, T); ``network(X_t, t)`` predicts ``prediction``.
 
     ``noise``: || z_hat - z ||^2, which is sigma_t^2 || s - (-(X_t - mu_t) / sigma_t^2) ||^2 with the
-    score s = -z_hat / sigma_t: seed 003's loss with Song et al.'s weighting that keeps every t on
+    score s = -z_hat / sigma_t: the score-matching loss of Imani et al. with Song et al.'s weighting that keeps
+    every t on
     one scale. ``v``: || v_hat - v ||^2 = || z_hat - z ||^2 / alpha_t^2, which weights high t more
     (the global layout of an image is decided there). Returns the batch mean (scalar).
     """
@@ -105,5 +112,5 @@ def denoising_score_loss(sde: VPSDE, network: Callable[[torch.Tensor, torch.Tens
     if prediction == "noise":
         target = z
     else:
-        target = _expand(sde.alpha(t), x0) * z - _expand(sde.std(t), x0) * x0
+        target = batch_expand(sde.alpha(t), x0) * z - batch_expand(sde.std(t), x0) * x0
     return ((out - target) ** 2).reshape(b, -1).sum(dim=1).mean() / x0[0].numel()

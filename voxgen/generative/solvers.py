@@ -1,4 +1,4 @@
-"""Samplers of the reverse VP-SDE: Euler-Maruyama (seed 003), predictor-corrector, and the
+"""Samplers of the reverse VP-SDE: Euler-Maruyama (Imani et al., arXiv:2307.13687), predictor-corrector, and the
 probability-flow ODE through torchdiffeq. Each takes any score function ``score(x, t)`` and
 returns (samples, number of score evaluations)."""
 
@@ -10,9 +10,11 @@ import torch
 from tqdm import tqdm
 
 from voxgen.errors import ConfigError
-from voxgen.generative.sde import VPSDE, ScoreFn, _expand
+from voxgen.generative.process import SamplerSettings, batch_expand
+from voxgen.generative.sde import VPSDE, ScoreFn
 
 FIXED_GRID = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
+ADAPTIVE = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "fehlberg2")
 MAX_ADAPTIVE_STEPS = 1000
 
 
@@ -20,16 +22,15 @@ SAMPLERS = ("euler_maruyama", "predictor_corrector", "ode")
 
 
 @dataclass
-class SamplerConfig:
-    """How to solve the reverse process: ``method`` one of ``SAMPLERS``; ``steps`` time steps
-    (fixed-grid ODE methods too); ``eps`` final time (seed 003: 1e-3); ``guidance`` CFG weight w
-    (z = (1 + w) z_cond - w z_uncond; 0 = plain conditional); ``snr``/``corrector_steps`` for
-    predictor-corrector; ``ode_method``/``rtol``/``atol`` for torchdiffeq."""
+class SamplerConfig(SamplerSettings):
+    """How to solve the reverse VP-SDE: ``method`` one of ``SAMPLERS``; ``steps`` time steps
+    (fixed-grid ODE methods too); ``eps`` final time (1e-3 in Imani et al., arXiv:2307.13687);
+    ``snr``/``corrector_steps`` for predictor-corrector; ``ode_method``/``rtol``/``atol`` for
+    torchdiffeq; ``guidance``/``ema`` as in ``SamplerSettings``."""
 
     method: str = "euler_maruyama"
     steps: int = 1000
     eps: float = 1e-3
-    guidance: float = 0.0
     snr: float = 0.16
     corrector_steps: int = 1
     ode_method: str = "dopri5"
@@ -49,9 +50,17 @@ def _times(sde: VPSDE, steps: int, eps: float, device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def euler_maruyama(sde: VPSDE, score: ScoreFn, x: torch.Tensor, steps: int = 1000, eps: float = 1e-3,
-                   generator: torch.Generator | None = None, progress: bool = False) -> tuple[torch.Tensor, int]:
-    """Seed 003's sampler from X_T = ``x``: with dt = -(T - eps)/(M - 1) and M = ``steps``,
+def euler_maruyama(
+    sde: VPSDE,
+    score: ScoreFn,
+    x: torch.Tensor,
+    steps: int = 1000,
+    eps: float = 1e-3,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, int]:
+    """The Euler-Maruyama sampler of Imani et al. (arXiv:2307.13687) from X_T = ``x``: with
+    dt = -(T - eps)/(M - 1) and M = ``steps``,
 
         mu = X_{t_i} + [-1/2 beta(t_i) X_{t_i} - beta(t_i) s(X_{t_i}, t_i)] dt,
         X_{t_{i-1}} = mu + z sqrt(-beta(t_i) dt),   z ~ N(0, I);
@@ -64,14 +73,22 @@ def euler_maruyama(sde: VPSDE, score: ScoreFn, x: torch.Tensor, steps: int = 100
         tt = t.expand(x.shape[0])
         mean = x + sde.reverse_drift(score, x, tt) * dt
         noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
-        x = mean + _expand(torch.sqrt(sde.beta(tt) * -dt), x) * noise
+        x = mean + batch_expand(torch.sqrt(sde.beta(tt) * -dt), x) * noise
     return mean, steps
 
 
 @torch.no_grad()
-def predictor_corrector(sde: VPSDE, score: ScoreFn, x: torch.Tensor, steps: int = 1000, eps: float = 1e-3,
-                        snr: float = 0.16, corrector_steps: int = 1, generator: torch.Generator | None = None,
-                        progress: bool = False) -> tuple[torch.Tensor, int]:
+def predictor_corrector(
+    sde: VPSDE,
+    score: ScoreFn,
+    x: torch.Tensor,
+    steps: int = 1000,
+    eps: float = 1e-3,
+    snr: float = 0.16,
+    corrector_steps: int = 1,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, int]:
     """Song et al.'s PC sampler: a Langevin corrector (``corrector_steps`` per time, step size from
     the signal-to-noise ratio ``snr``) followed by an Euler-Maruyama predictor step.
     (1 + corrector_steps) score evaluations per time."""
@@ -86,14 +103,24 @@ def predictor_corrector(sde: VPSDE, score: ScoreFn, x: torch.Tensor, steps: int 
             grad_norm = grad.reshape(len(x), -1).norm(dim=1).mean()
             noise_norm = z.reshape(len(x), -1).norm(dim=1).mean()
             step = 2 * alpha * (snr * noise_norm / grad_norm) ** 2
-            x = x + _expand(step, x) * grad + _expand(torch.sqrt(2 * step), x) * z
+            x = x + batch_expand(step, x) * grad + batch_expand(torch.sqrt(2 * step), x) * z
         mean = x + sde.reverse_drift(score, x, tt) * dt
-        x = mean + _expand(torch.sqrt(sde.beta(tt) * -dt), x) * randn()
+        x = mean + batch_expand(torch.sqrt(sde.beta(tt) * -dt), x) * randn()
     return mean, steps * (1 + corrector_steps)
 
 
-def odeint_counted(field, x: torch.Tensor, t0: float, t1: float, method: str, steps: int, rtol: float, atol: float,
-                   progress: bool = False, label: str = "ode") -> tuple[torch.Tensor, int]:
+def odeint_counted(
+    field,
+    x: torch.Tensor,
+    t0: float,
+    t1: float,
+    method: str,
+    steps: int,
+    rtol: float,
+    atol: float,
+    progress: bool = False,
+    label: str = "ode",
+) -> tuple[torch.Tensor, int]:
     """(X(t1), evaluations of ``field``): dX/dt = field(X, t) with ``t`` (B,) from ``t0`` by
     torchdiffeq, on a fixed grid of ``steps`` intervals (euler, midpoint, rk4) or adaptively
     (dopri5, bosh3, ... with ``rtol``/``atol``; steps never shorter than |t1 - t0| /
@@ -120,22 +147,38 @@ def odeint_counted(field, x: torch.Tensor, t0: float, t1: float, method: str, st
 
 
 @torch.no_grad()
-def probability_flow(sde: VPSDE, score: ScoreFn, x: torch.Tensor, eps: float = 1e-3, method: str = "dopri5",
-                     steps: int = 100, rtol: float = 1e-4, atol: float = 1e-4,
-                     progress: bool = False) -> tuple[torch.Tensor, int]:
+def probability_flow(
+    sde: VPSDE,
+    score: ScoreFn,
+    x: torch.Tensor,
+    eps: float = 1e-3,
+    method: str = "dopri5",
+    steps: int = 100,
+    rtol: float = 1e-4,
+    atol: float = 1e-4,
+    progress: bool = False,
+) -> tuple[torch.Tensor, int]:
     """Integrate the probability-flow ODE dX/dt = -1/2 beta (X + s(X, t)) from T to ``eps``
     (``odeint_counted``). Deterministic given X_T."""
     field = lambda y, t: sde.reverse_drift(score, y, t, ode=True)
     return odeint_counted(field, x, sde.T, eps, method, steps, rtol, atol, progress, "ode")
 
 
-def solve_reverse(sde: VPSDE, score: ScoreFn, x: torch.Tensor, sampler: SamplerConfig,
-                  generator: torch.Generator | None = None, progress: bool = False) -> tuple[torch.Tensor, int]:
+def solve_reverse(
+    sde: VPSDE,
+    score: ScoreFn,
+    x: torch.Tensor,
+    sampler: SamplerConfig,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, int]:
     """(X at t = eps, score evaluations): the reverse process from X_T = ``x`` by ``sampler.method``."""
     if sampler.method == "euler_maruyama":
         return euler_maruyama(sde, score, x, sampler.steps, sampler.eps, generator, progress)
     if sampler.method == "predictor_corrector":
-        return predictor_corrector(sde, score, x, sampler.steps, sampler.eps, sampler.snr, sampler.corrector_steps,
-                                   generator, progress)
-    return probability_flow(sde, score, x, sampler.eps, sampler.ode_method, sampler.steps, sampler.rtol, sampler.atol,
-                            progress)
+        return predictor_corrector(
+            sde, score, x, sampler.steps, sampler.eps, sampler.snr, sampler.corrector_steps, generator, progress
+        )
+    return probability_flow(
+        sde, score, x, sampler.eps, sampler.ode_method, sampler.steps, sampler.rtol, sampler.atol, progress
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from voxgen.errors import BadInput, ConfigError
 from voxgen.events import Event
@@ -16,9 +16,16 @@ from voxgen.io.pilarnet import write_events
 FORMATS = ("parquet", "h5", "ply", "glb")
 
 
-def export_events(events: Iterable[Event], out: str | os.PathLike, fmt: str, *,
-                  events_per_shard: int = 10000, start_index: int = 0,
-                  color_by: str = "energy", max_voxels: int = 200_000) -> list[Path]:
+def export_events(
+    events: Iterable[Event],
+    out: str | os.PathLike,
+    fmt: str,
+    *,
+    events_per_shard: int = 10000,
+    start_index: int = 0,
+    color_by: str = "energy",
+    max_voxels: int = 200_000,
+) -> list[Path]:
     """Write ``events`` to ``out`` as ``fmt``; returns the files written.
 
     - ``parquet``: ``write_parquet`` (``events_per_shard``, ``start_index``)
@@ -49,5 +56,7 @@ def _write_meshes(events: Iterable[Event], out: Path, fmt: str, **mesh_options) 
         if len(head) > 1:
             raise ConfigError(f"out: '{out.name}' holds one event but there are more; give a folder")
         return [write_mesh(head[0], out, **mesh_options)]
-    return [write_mesh(event, out / f"event_{i:05d}.{fmt}", **mesh_options)
-            for i, event in enumerate(itertools.chain(head, stream))]
+    return [
+        write_mesh(event, out / f"event_{i:05d}.{fmt}", **mesh_options)
+        for i, event in enumerate(itertools.chain(head, stream))
+    ]

@@ -30,8 +30,7 @@ from voxgen.events import VOXEL_MM, Event, merge_duplicates
 from voxgen.io.atomic import atomic_path
 
 ENERGY_CMAP = "viridis"
-SEMANTIC_RGB = {0: (255, 127, 14), 1: (31, 119, 180), 2: (44, 160, 44), 3: (214, 39, 40),
-                4: (148, 103, 189)}
+SEMANTIC_RGB = {0: (255, 127, 14), 1: (31, 119, 180), 2: (44, 160, 44), 3: (214, 39, 40), 4: (148, 103, 189)}
 UNKNOWN_RGB = (127, 127, 127)
 COLOR_BY = ("energy", "semantic")
 MESH_SUFFIXES = (".ply", ".glb")
@@ -41,8 +40,13 @@ CUBE_VERTICES = np.asarray(_CUBE.vertices, dtype=np.float64)  # (8, 3) unit cube
 CUBE_FACES = np.asarray(_CUBE.faces, dtype=np.int64)  # (12, 3) outward-facing triangles
 
 
-def event_to_mesh(event: Event, color_by: str = "energy", max_voxels: int = 200_000,
-                  voxel_size: float = VOXEL_MM, where: str = "event") -> trimesh.Trimesh:
+def event_to_mesh(
+    event: Event,
+    color_by: str = "energy",
+    max_voxels: int = 200_000,
+    voxel_size: float = VOXEL_MM,
+    where: str = "event",
+) -> trimesh.Trimesh:
     """The voxels of ``event`` as cubes: (8 M, 3) vertices, (12 M, 3) faces for M voxels.
 
     Events with more than ``max_voxels`` (distinct) voxels keep the ``max_voxels`` most
@@ -54,8 +58,7 @@ def event_to_mesh(event: Event, color_by: str = "energy", max_voxels: int = 200_
     event.validate(where)
     event = merge_duplicates(event)
     if len(event) > max_voxels:
-        warnings.warn(f"{where}: {len(event)} voxels, meshing the {max_voxels} most energetic",
-                      stacklevel=2)
+        warnings.warn(f"{where}: {len(event)} voxels, meshing the {max_voxels} most energetic", stacklevel=2)
         event = event.select(np.sort(np.argsort(-event.energy, kind="stable")[:max_voxels]))
     if color_by == "semantic":
         if event.semantic is None:
@@ -66,8 +69,9 @@ def event_to_mesh(event: Event, color_by: str = "energy", max_voxels: int = 200_
     n = len(event)
     vertices = (event.coords[:, None, :] + CUBE_VERTICES[None]).reshape(-1, 3) * voxel_size
     faces = (CUBE_FACES[None] + 8 * np.arange(n)[:, None, None]).reshape(-1, 3)
-    return trimesh.Trimesh(vertices=vertices, faces=faces,
-                           vertex_colors=np.repeat(rgba, len(CUBE_VERTICES), axis=0), process=False)
+    return trimesh.Trimesh(
+        vertices=vertices, faces=faces, vertex_colors=np.repeat(rgba, len(CUBE_VERTICES), axis=0), process=False
+    )
 
 
 def energy_colors(energy: np.ndarray) -> np.ndarray:
@@ -86,8 +90,13 @@ def semantic_colors(semantic: np.ndarray) -> np.ndarray:
     return np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
 
 
-def write_mesh(event: Event, out: str | os.PathLike, color_by: str = "energy",
-               max_voxels: int = 200_000, voxel_size: float = VOXEL_MM) -> Path:
+def write_mesh(
+    event: Event,
+    out: str | os.PathLike,
+    color_by: str = "energy",
+    max_voxels: int = 200_000,
+    voxel_size: float = VOXEL_MM,
+) -> Path:
     """Write the cube mesh of ``event`` to ``out`` (``.ply`` or ``.glb``, atomically)."""
     out = Path(out)
     if out.suffix not in MESH_SUFFIXES:

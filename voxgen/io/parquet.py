@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -35,32 +35,71 @@ from voxgen.io.atomic import atomic_path
 
 ROW_GROUP_BYTES = 64 << 20  # target uncompressed size of one row group
 
-VOXEL_COLUMNS = {"x": pa.int32(), "y": pa.int32(), "z": pa.int32(), "energy": pa.float32(),
-                 "electrons": pa.float32(), "time": pa.float32(), "dx": pa.float32(),
-                 "cluster": pa.int32(), "semantic": pa.int16(), "pid": pa.int16(),
-                 "instance": pa.int32()}
-CLUSTER_COLUMNS = {"fragment": pa.int32(), "group": pa.int32(), "interaction": pa.int32(),
-                   "semantic": pa.int16(), "pid": pa.int16(), "momentum": pa.float32(),
-                   "vertex_x": pa.float32(), "vertex_y": pa.float32(), "vertex_z": pa.float32(),
-                   "lead": pa.float32()}
-PARTICLE_COLUMNS = {"pid": pa.int32(), "group": pa.int32(), "momentum": pa.float64(),
-                    "vertex_x": pa.float64(), "vertex_y": pa.float64(), "vertex_z": pa.float64(),
-                    "direction_x": pa.float64(), "direction_y": pa.float64(),
-                    "direction_z": pa.float64()}
+VOXEL_COLUMNS = {
+    "x": pa.int32(),
+    "y": pa.int32(),
+    "z": pa.int32(),
+    "energy": pa.float32(),
+    "electrons": pa.float32(),
+    "time": pa.float32(),
+    "dx": pa.float32(),
+    "cluster": pa.int32(),
+    "semantic": pa.int16(),
+    "pid": pa.int16(),
+    "instance": pa.int32(),
+}
+CLUSTER_COLUMNS = {
+    "fragment": pa.int32(),
+    "group": pa.int32(),
+    "interaction": pa.int32(),
+    "semantic": pa.int16(),
+    "pid": pa.int16(),
+    "momentum": pa.float32(),
+    "vertex_x": pa.float32(),
+    "vertex_y": pa.float32(),
+    "vertex_z": pa.float32(),
+    "lead": pa.float32(),
+}
+PARTICLE_COLUMNS = {
+    "pid": pa.int32(),
+    "group": pa.int32(),
+    "momentum": pa.float64(),
+    "vertex_x": pa.float64(),
+    "vertex_y": pa.float64(),
+    "vertex_z": pa.float64(),
+    "direction_x": pa.float64(),
+    "direction_y": pa.float64(),
+    "direction_z": pa.float64(),
+}
 SCHEMA = pa.schema(
-    [("event", pa.int64()), ("n_voxels", pa.int32()), ("total_energy", pa.float64()),
-     ("grid", pa.int32()), ("primary_pid", pa.int32()), ("primary_momentum", pa.float64())]
+    [
+        ("event", pa.int64()),
+        ("n_voxels", pa.int32()),
+        ("total_energy", pa.float64()),
+        ("grid", pa.int32()),
+        ("primary_pid", pa.int32()),
+        ("primary_momentum", pa.float64()),
+    ]
     + [(name, pa.list_(t)) for name, t in VOXEL_COLUMNS.items()]
     + [(f"cluster_{name}", pa.list_(t)) for name, t in CLUSTER_COLUMNS.items()]
     + [(f"particle_{name}", pa.list_(t)) for name, t in PARTICLE_COLUMNS.items()]
 )
-DERIVED_COLUMNS = ("event", "n_voxels", "total_energy", "primary_pid", "primary_momentum",
-                   "semantic", "pid", "instance")
+DERIVED_COLUMNS = (
+    "event",
+    "n_voxels",
+    "total_energy",
+    "primary_pid",
+    "primary_momentum",
+    "semantic",
+    "pid",
+    "instance",
+)
 READ_COLUMNS = [name for name in SCHEMA.names if name not in DERIVED_COLUMNS]
 
 
-def write_parquet(events: Iterable[Event], out: str | os.PathLike, events_per_shard: int = 10000,
-                  start_index: int = 0) -> list[Path]:
+def write_parquet(
+    events: Iterable[Event], out: str | os.PathLike, events_per_shard: int = 10000, start_index: int = 0
+) -> list[Path]:
     """Write events as Parquet shards of ``events_per_shard`` rows; returns the paths written.
 
     ``out`` ending in ``.parquet`` with at most one shard's worth of events is written as that
@@ -116,9 +155,9 @@ def events_to_table(events: list[Event], start_index: int = 0) -> pa.Table:
         columns[name] = _list_array([getattr(e, name) for e in events], VOXEL_COLUMNS[name])
     for name, kind in CLUSTER_COLUMNS.items():
         columns[f"cluster_{name}"] = _list_array(
-            [None if e.clusters is None else _cluster_field(e.clusters, name) for e in events], kind)
-    rows = [np.array([_particle_row(p) for p in e.particles], np.float64).reshape(-1, 9)
-            for e in events]
+            [None if e.clusters is None else _cluster_field(e.clusters, name) for e in events], kind
+        )
+    rows = [np.array([_particle_row(p) for p in e.particles], np.float64).reshape(-1, 9) for e in events]
     for j, (name, kind) in enumerate(PARTICLE_COLUMNS.items()):
         columns[f"particle_{name}"] = _list_array([r[:, j] for r in rows], kind)
     return pa.table(columns, schema=SCHEMA)
@@ -129,10 +168,10 @@ def table_to_events(table: pa.Table, where: str) -> list[Event]:
     missing = [name for name in READ_COLUMNS if name not in table.column_names]
     if missing:
         more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
-        raise BadInput(f"{where}: not a voxgen Parquet file (missing columns "
-                       f"{', '.join(missing[:4])}{more})")
-    lists = {name: _split_list(table[name], SCHEMA.field(name).type.value_type)
-             for name in READ_COLUMNS if name != "grid"}
+        raise BadInput(f"{where}: not a voxgen Parquet file (missing columns {', '.join(missing[:4])}{more})")
+    lists = {
+        name: _split_list(table[name], SCHEMA.field(name).type.value_type) for name in READ_COLUMNS if name != "grid"
+    }
     grids = table["grid"].to_pylist()
     events = []
     for i, grid in enumerate(grids):
@@ -140,14 +179,22 @@ def table_to_events(table: pa.Table, where: str) -> list[Event]:
         if lists["cluster_semantic"][i] is not None:
             clusters = Clusters(
                 vertex=np.stack([lists[f"cluster_vertex_{a}"][i] for a in "xyz"], axis=1),
-                **{name: lists[f"cluster_{name}"][i] for name in CLUSTER_COLUMNS
-                   if not name.startswith("vertex_")})
+                **{name: lists[f"cluster_{name}"][i] for name in CLUSTER_COLUMNS if not name.startswith("vertex_")},
+            )
         particle_rows = np.stack([lists[f"particle_{name}"][i] for name in PARTICLE_COLUMNS], axis=1)
-        events.append(Event(
-            coords=np.stack([lists[axis][i] for axis in "xyz"], axis=1),
-            energy=lists["energy"][i], electrons=lists["electrons"][i], time=lists["time"][i],
-            dx=lists["dx"][i], cluster=lists["cluster"][i], clusters=clusters,
-            particles=[_particle_from_row(row) for row in particle_rows], grid=int(grid)))
+        events.append(
+            Event(
+                coords=np.stack([lists[axis][i] for axis in "xyz"], axis=1),
+                energy=lists["energy"][i],
+                electrons=lists["electrons"][i],
+                time=lists["time"][i],
+                dx=lists["dx"][i],
+                cluster=lists["cluster"][i],
+                clusters=clusters,
+                particles=[_particle_from_row(row) for row in particle_rows],
+                grid=int(grid),
+            )
+        )
     return events
 
 
@@ -184,8 +231,9 @@ def _list_array(arrays: list[np.ndarray | None], kind: pa.DataType) -> pa.ListAr
     values = np.concatenate(present) if present else np.zeros(0, dtype)
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), type=pa.int32())
     null = np.array([a is None for a in arrays], dtype=bool)
-    return pa.ListArray.from_arrays(offsets, pa.array(values, type=kind), type=pa.list_(kind),
-                                    mask=pa.array(null) if null.any() else None)
+    return pa.ListArray.from_arrays(
+        offsets, pa.array(values, type=kind), type=pa.list_(kind), mask=pa.array(null) if null.any() else None
+    )
 
 
 def _split_list(column: pa.ChunkedArray, kind: pa.DataType) -> list[np.ndarray | None]:
@@ -211,5 +259,6 @@ def _particle_row(p: Particle) -> tuple[float, ...]:
 
 def _particle_from_row(row: np.ndarray) -> Particle:
     r = [float(v) for v in row]
-    return Particle(pid=int(r[0]), group=int(r[1]), momentum=r[2], vertex=(r[3], r[4], r[5]),
-                    direction=(r[6], r[7], r[8]))
+    return Particle(
+        pid=int(r[0]), group=int(r[1]), momentum=r[2], vertex=(r[3], r[4], r[5]), direction=(r[6], r[7], r[8])
+    )

@@ -15,8 +15,8 @@ voxgen writes v2 exactly, plus one extra dataset other loaders ignore:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import h5py
 import numpy as np
@@ -25,11 +25,7 @@ from voxgen.errors import BadInput
 from voxgen.events import Clusters, Event, Particle, sort_by_cluster
 from voxgen.io.atomic import atomic_path
 
-POINT_COLUMNS = ("x", "y", "z", "energy", "time", "electrons", "dx", "spare")
-CLUSTER_COLUMNS_V2 = ("n_points", "fragment", "group", "interaction", "semantic", "pid")
-EXTRA_COLUMNS = ("lead", "momentum", "vertex_x", "vertex_y", "vertex_z")
 VLEN_F32 = h5py.vlen_dtype(np.float32)
-SPLITS = ("train", "val", "test")
 DATASETS = ("point", "cluster", "cluster_extra", "particle")
 
 
@@ -69,8 +65,9 @@ class PilarnetReader:
     reader can be handed to DataLoader workers.
     """
 
-    def __init__(self, paths, min_points: int = 0, energy_threshold: float = 0.0,
-                 drop_lowe: bool = False, validate: bool = True) -> None:
+    def __init__(
+        self, paths, min_points: int = 0, energy_threshold: float = 0.0, drop_lowe: bool = False, validate: bool = True
+    ) -> None:
         self.paths = _as_paths(paths)
         if not self.paths:
             raise BadInput(f"{paths}: no .h5 files")
@@ -104,7 +101,7 @@ class PilarnetReader:
             f = self._handles[path] = h5py.File(path, "r")
         return f
 
-    def _datasets(self, path: Path) -> dict[str, "_EntryReader | None"]:
+    def _datasets(self, path: Path) -> dict[str, _EntryReader | None]:
         """Readers of the file's datasets by name (None when absent), made once per handle."""
         f = self._file(path)
         cached = self._dataset_cache.get(path)
@@ -209,9 +206,14 @@ def decode_event(raw: dict, version: int, where: str, grid: int = 768) -> Event:
                 raise BadInput(f"{where}: 'cluster_extra' has {extra_raw.size} values for {k} clusters")
             extra = extra_raw.reshape(k, 5)
         clusters = Clusters.build(
-            fragment=table[:, 1], group=table[:, 2], interaction=table[:, 3], semantic=table[:, 4],
+            fragment=table[:, 1],
+            group=table[:, 2],
+            interaction=table[:, 3],
+            semantic=table[:, 4],
             pid=table[:, 5] if width == 6 else np.full(k, -1),
-            lead=extra[:, 0], momentum=extra[:, 1], vertex=extra[:, 2:5],
+            lead=extra[:, 0],
+            momentum=extra[:, 1],
+            vertex=extra[:, 2:5],
         )
         cluster = np.repeat(np.arange(k, dtype=np.int32), sizes)
     if raw.get("particle") is not None:
@@ -219,8 +221,17 @@ def decode_event(raw: dict, version: int, where: str, grid: int = 768) -> Event:
         particles = [Particle.from_row(r) for r in rows]
     else:
         particles = particles_from_clusters(clusters)
-    return Event(coords=coords, energy=point[:, 3], time=point[:, 4], electrons=point[:, 5],
-                 dx=point[:, 6], cluster=cluster, clusters=clusters, particles=particles, grid=grid)
+    return Event(
+        coords=coords,
+        energy=point[:, 3],
+        time=point[:, 4],
+        electrons=point[:, 5],
+        dx=point[:, 6],
+        cluster=cluster,
+        clusters=clusters,
+        particles=particles,
+        grid=grid,
+    )
 
 
 def particles_from_clusters(clusters: Clusters | None) -> list[Particle]:
@@ -232,9 +243,15 @@ def particles_from_clusters(clusters: Clusters | None) -> list[Particle]:
     for g, k in zip(groups, first):
         if g < 0 or clusters.pid[k] < 0:
             continue
-        out.append(Particle(pid=int(clusters.pid[k]), momentum=float(clusters.momentum[k]),
-                            vertex=tuple(float(v) for v in clusters.vertex[k]),
-                            direction=(float("nan"),) * 3, group=int(g)))
+        out.append(
+            Particle(
+                pid=int(clusters.pid[k]),
+                momentum=float(clusters.momentum[k]),
+                vertex=tuple(float(v) for v in clusters.vertex[k]),
+                direction=(float("nan"),) * 3,
+                group=int(g),
+            )
+        )
     return out
 
 
@@ -243,26 +260,36 @@ def encode_event(event: Event) -> dict[str, np.ndarray]:
     event = sort_by_cluster(event)
     n = len(event)
     zeros = np.zeros(n, np.float32)
-    point = np.stack([
-        *event.coords.T.astype(np.float32), event.energy,
-        zeros if event.time is None else event.time,
-        zeros if event.electrons is None else event.electrons,
-        zeros if event.dx is None else event.dx, zeros,
-    ], axis=1)
+    point = np.stack(
+        [
+            *event.coords.T.astype(np.float32),
+            event.energy,
+            zeros if event.time is None else event.time,
+            zeros if event.electrons is None else event.electrons,
+            zeros if event.dx is None else event.dx,
+            zeros,
+        ],
+        axis=1,
+    )
     if event.clusters is None:  # unlabelled: one cluster of unknown type
         clusters = Clusters.build(semantic=[-1], pid=[-1])
         cluster = np.zeros(n, np.int32)
     else:
         clusters, cluster = event.clusters, event.cluster
     sizes = np.bincount(cluster, minlength=len(clusters)).astype(np.float32)
-    table = np.stack([sizes, clusters.fragment, clusters.group, clusters.interaction,
-                      clusters.semantic, clusters.pid], axis=1).astype(np.float32)
-    extra = np.concatenate([clusters.lead[:, None], clusters.momentum[:, None], clusters.vertex],
-                           axis=1).astype(np.float32)
-    particle = (np.stack([p.as_row() for p in event.particles]) if event.particles
-                else np.zeros((0, 9), np.float32))
-    return {"point": point.ravel(), "cluster": table.ravel(), "cluster_extra": extra.ravel(),
-            "particle": particle.ravel()}
+    table = np.stack(
+        [sizes, clusters.fragment, clusters.group, clusters.interaction, clusters.semantic, clusters.pid], axis=1
+    ).astype(np.float32)
+    extra = np.concatenate([clusters.lead[:, None], clusters.momentum[:, None], clusters.vertex], axis=1).astype(
+        np.float32
+    )
+    particle = np.stack([p.as_row() for p in event.particles]) if event.particles else np.zeros((0, 9), np.float32)
+    return {
+        "point": point.ravel(),
+        "cluster": table.ravel(),
+        "cluster_extra": extra.ravel(),
+        "particle": particle.ravel(),
+    }
 
 
 def write_events(path: str | os.PathLike, events: Iterable[Event]) -> Path:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from voxgen.errors import BadInput
 from voxgen.events import Event
@@ -22,14 +22,17 @@ def open_events(path: str | os.PathLike, **reader_options) -> Sequence[Event]:
     if path.is_dir():
         kinds = {p.suffix for p in path.iterdir() if p.suffix in (".h5", ".parquet")}
         if len(kinds) != 1:
-            raise BadInput(f"{path}: expected a folder of .h5 or of .parquet files, found "
-                           f"{'both' if kinds else 'neither'}")
+            raise BadInput(
+                f"{path}: expected a folder of .h5 or of .parquet files, found {'both' if kinds else 'neither'}"
+            )
         kind = kinds.pop()
     if kind == ".parquet":
         from voxgen.io.parquet import read_parquet
+
         return read_parquet(path)
     if kind in (".h5", ".hdf5") or path.is_file():
         from voxgen.io.pilarnet import PilarnetReader
+
         return PilarnetReader(path, **reader_options)
     raise BadInput(f"{path}: unknown event file type")
 

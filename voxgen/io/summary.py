@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from tqdm import tqdm
@@ -32,8 +32,7 @@ def summarize(events: Iterable[Event], n_events: int | None = None, progress: bo
     def stats(a: np.ndarray) -> dict:
         if a.size == 0:
             return {}
-        return {"min": float(a.min()), "mean": float(a.mean()), "median": float(np.median(a)),
-                "max": float(a.max())}
+        return {"min": float(a.min()), "mean": float(a.mean()), "median": float(np.median(a)), "max": float(a.max())}
 
     return {
         "events": len(points),
@@ -41,8 +40,9 @@ def summarize(events: Iterable[Event], n_events: int | None = None, progress: bo
         "energy_per_event_mev": stats(np.asarray(energy)),
         "voxels_by_semantic": semantic,
         "clusters_by_pid": cluster_pid,
-        "momentum_mev_by_pid": {k: {"n": len(v), "min": float(min(v)), "max": float(max(v))}
-                                for k, v in sorted(momenta.items())},
+        "momentum_mev_by_pid": {
+            k: {"n": len(v), "min": float(min(v)), "max": float(max(v))} for k, v in sorted(momenta.items())
+        },
     }
 
 

@@ -1,1 +1,2 @@
-"""Models: each exposes ``loss(batch)`` for the shared training loop."""
+"""The networks, each exposing ``loss(batch)`` for the one training loop and a ``build_*`` from its
+``model`` config node (registered by name in ``voxgen.runs.MODELS``)."""

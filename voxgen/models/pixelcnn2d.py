@@ -1,5 +1,5 @@
-"""Conditional gated PixelCNN prior over VQ-VAE code maps (seed 002; van den Oord et al. 2016,
-"Conditional image generation with PixelCNN decoders").
+"""Conditional gated PixelCNN prior over VQ-VAE code maps (Lutkus et al., arXiv:2204.02496;
+van den Oord et al. 2016, "Conditional image generation with PixelCNN decoders").
 
 Codes are (B, h, w) int64 in [0, n_codes), modelled in raster order (row by row, left to right)
 given the condition (pid (B,) int64, momentum (B,) MeV/c; ``voxgen.generative.conditioning``).
@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from voxgen.generative.conditioning import NULL_PID, ConditionEmbedding, drop_condition
+from voxgen.generative.conditioning import ConditionEmbedding, drop_condition
+from voxgen.generative.guidance import classifier_free
 
 
 def _gate(x: torch.Tensor) -> torch.Tensor:
@@ -67,8 +68,15 @@ class GatedPixelCNN(nn.Module):
     ``p_uncond`` (classifier-free guidance).
     """
 
-    def __init__(self, n_codes: int = 512, channels: int = 128, n_blocks: int = 6, kernel: int = 5,
-                 cond_dim: int | None = None, p_uncond: float = 0.1) -> None:
+    def __init__(
+        self,
+        n_codes: int = 512,
+        channels: int = 128,
+        n_blocks: int = 6,
+        kernel: int = 5,
+        cond_dim: int | None = None,
+        p_uncond: float = 0.1,
+    ) -> None:
         super().__init__()
         if kernel < 3 or kernel % 2 == 0:
             raise ValueError(f"kernel must be odd and >= 3, got {kernel}")
@@ -78,8 +86,9 @@ class GatedPixelCNN(nn.Module):
         self.condition = ConditionEmbedding(cond_dim)
         self.blocks = nn.ModuleList(GatedBlock(channels, kernel, "A" if i == 0 else "B") for i in range(n_blocks))
         self.cond_proj = nn.ModuleList(nn.Linear(cond_dim, 2 * channels) for _ in range(n_blocks))
-        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(),
-                                  nn.Conv2d(channels, n_codes, 1))
+        self.head = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, n_codes, 1)
+        )
 
     def logits(self, codes: torch.Tensor, pid: torch.Tensor, momentum: torch.Tensor) -> torch.Tensor:
         """codes (B, h, w) int64, pid (B,) int64 (-1 = null), momentum (B,) MeV/c -> (B, n_codes, h, w)."""
@@ -99,13 +108,21 @@ class GatedPixelCNN(nn.Module):
         return {"loss": loss, "bits_per_code": loss / math.log(2.0)}
 
     @torch.no_grad()
-    def sample(self, pid: torch.Tensor, momentum: torch.Tensor, shape: tuple[int, int] = (16, 16),
-               temperature: float = 1.0, guidance: float = 0.0, generator: torch.Generator | None = None,
-               progress: bool = False) -> torch.Tensor:
+    def sample(
+        self,
+        pid: torch.Tensor,
+        momentum: torch.Tensor,
+        shape: tuple[int, int] = (16, 16),
+        temperature: float = 1.0,
+        guidance: float = 0.0,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
         """Raster-scan ancestral sampling: pid (B,), momentum (B,) MeV/c -> codes (B, h, w) int64.
 
-        Logits are divided by ``temperature`` (> 0). With ``guidance`` w > 0 they are
-        (1 + w) l_cond - w l_uncond, l_uncond from the null condition (pid -1). Pixel (i, j)
+        Logits are divided by ``temperature`` (> 0). With ``guidance`` w they are
+        (1 + w) l_cond - w l_uncond (``voxgen.generative.guidance``), l_uncond from the null
+        condition (pid -1). Pixel (i, j)
         only needs rows <= i, so each step runs the network on the first i + 1 rows.
         """
         if temperature <= 0:
@@ -113,21 +130,22 @@ class GatedPixelCNN(nn.Module):
         device = self.embed.weight.device
         pid, momentum = pid.to(device).long(), momentum.to(device).float()
         n, (height, width) = pid.shape[0], shape
-        if guidance > 0:
-            pid = torch.cat([pid, torch.full_like(pid, NULL_PID)])
-            momentum = torch.cat([momentum, momentum])
+        guided = classifier_free(self.logits, pid, momentum, guidance)
         codes = torch.zeros(n, height, width, dtype=torch.long, device=device)
         draw_device = generator.device if generator is not None else device
         bar = tqdm(total=height * width, desc="pixelcnn", unit="code", disable=not progress)
         for i in range(height):
             for j in range(width):
-                rows = codes[:, :i + 1].repeat(2, 1, 1) if guidance > 0 else codes[:, :i + 1]
-                logits = self.logits(rows, pid, momentum)[:, :, i, j].float()
-                if guidance > 0:
-                    cond, uncond = logits.chunk(2)
-                    logits = (1 + guidance) * cond - guidance * uncond
+                logits = guided(codes[:, : i + 1])[:, :, i, j].float()
                 probs = torch.softmax(logits / temperature, dim=1)
                 codes[:, i, j] = torch.multinomial(probs.to(draw_device), 1, generator=generator)[:, 0].to(device)
                 bar.update(1)
         bar.close()
         return codes
+
+
+def build_pixelcnn2d(m) -> GatedPixelCNN:
+    """GatedPixelCNN from its ``model`` config node (``conf/model/pixelcnn2d.yaml``)."""
+    return GatedPixelCNN(
+        n_codes=m.n_codes, channels=m.channels, n_blocks=m.n_blocks, kernel=m.kernel, p_uncond=m.p_uncond
+    )

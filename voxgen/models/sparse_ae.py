@@ -28,11 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from voxgen.data.batches import SparseBatch, sparse_batch
 from voxgen.events import Event
-from voxgen.models.ssnet3d import SparseBatch, sparse_batch
 from voxgen.nn.sparse import get_backend, match_coordinates
 from voxgen.nn.sparse.unet import SparseResBlock
-
 
 MIN_ENERGY = 1e-3  # MeV: the least energy a decoded voxel carries (a voxel is there because charge is)
 
@@ -81,8 +80,13 @@ class DenseBlock3d(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         norm = lambda: nn.GroupNorm(min(8, channels), channels)
-        self.body = nn.Sequential(nn.Conv3d(channels, channels, 3, padding=1), norm(), nn.SiLU(),
-                                  nn.Conv3d(channels, channels, 3, padding=1), norm())
+        self.body = nn.Sequential(
+            nn.Conv3d(channels, channels, 3, padding=1),
+            norm(),
+            nn.SiLU(),
+            nn.Conv3d(channels, channels, 3, padding=1),
+            norm(),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.silu(self.body(x) + x)
@@ -101,9 +105,17 @@ class SparseAutoencoder3D(nn.Module):
     L = len(widths) - 1; ``latent_noise`` std of the noise on z while training; ``context_width``
     channels of the decoder's dense stack on the latent grid (default ``widths[-1]``)."""
 
-    def __init__(self, backend: str = "spconv", widths: tuple[int, ...] = (16, 32, 64, 64), feature_channels: int = 8,
-                 grid: int = 128, energy_scale: float = 0.1, latent_noise: float = 0.1, energy_weight: float = 1.0,
-                 context_width: int | None = None) -> None:
+    def __init__(
+        self,
+        backend: str = "spconv",
+        widths: tuple[int, ...] = (16, 32, 64, 64),
+        feature_channels: int = 8,
+        grid: int = 128,
+        energy_scale: float = 0.1,
+        latent_noise: float = 0.1,
+        energy_weight: float = 1.0,
+        context_width: int | None = None,
+    ) -> None:
         super().__init__()
         b = get_backend(backend)
         self.backend_name, self.widths, self.grid = backend, tuple(widths), grid
@@ -116,20 +128,38 @@ class SparseAutoencoder3D(nn.Module):
         self.energy_weight = energy_weight
         w = self.widths
         # encoder
-        self.stem = nn.Sequential(b.conv(1, w[0], 3, key="enc0"), b.norm(w[0]), b.activation(), SparseResBlock(b, w[0], w[0], "enc0"))
+        self.stem = nn.Sequential(
+            b.conv(1, w[0], 3, key="enc0"), b.norm(w[0]), b.activation(), SparseResBlock(b, w[0], w[0], "enc0")
+        )
         self.down = nn.ModuleList(
-            nn.Sequential(b.conv(w[l], w[l + 1], stride=2, key=f"down{l}"), b.norm(w[l + 1]), b.activation(),
-                          SparseResBlock(b, w[l + 1], w[l + 1], f"enc{l + 1}")) for l in range(self.levels))
+            nn.Sequential(
+                b.conv(w[k], w[k + 1], stride=2, key=f"down{k}"),
+                b.norm(w[k + 1]),
+                b.activation(),
+                SparseResBlock(b, w[k + 1], w[k + 1], f"enc{k + 1}"),
+            )
+            for k in range(self.levels)
+        )
         self.to_latent = nn.Sequential(b.linear(w[-1], feature_channels), b.activation("tanh"))
         # decoder
         cw = context_width or w[-1]
-        self.dense = nn.Sequential(nn.Conv3d(self.latent_channels, cw, 3, padding=1), nn.SiLU(), DenseBlock3d(cw),
-                                   DenseBlock3d(cw), *([nn.Conv3d(cw, w[-1], 1)] if cw != w[-1] else [])
-                                   ).to(memory_format=torch.channels_last_3d)  # NDHWC: cheaper 3D convolutions on CPU
+        self.dense = nn.Sequential(
+            nn.Conv3d(self.latent_channels, cw, 3, padding=1),
+            nn.SiLU(),
+            DenseBlock3d(cw),
+            DenseBlock3d(cw),
+            *([nn.Conv3d(cw, w[-1], 1)] if cw != w[-1] else []),
+        ).to(memory_format=torch.channels_last_3d)  # NDHWC: cheaper 3D convolutions on CPU
         self.up = nn.ModuleList(
-            nn.Sequential(b.conv_transpose(w[l + 1], w[l], stride=2), b.norm(w[l]), b.activation(),
-                          SparseResBlock(b, w[l], w[l], f"dec{l}")) for l in range(self.levels))
-        self.occupancy = nn.ModuleList(b.linear(w[l], 1) for l in range(self.levels))
+            nn.Sequential(
+                b.conv_transpose(w[k + 1], w[k], stride=2),
+                b.norm(w[k]),
+                b.activation(),
+                SparseResBlock(b, w[k], w[k], f"dec{k}"),
+            )
+            for k in range(self.levels)
+        )
+        self.occupancy = nn.ModuleList(b.linear(w[k], 1) for k in range(self.levels))
         self.energy_head = b.linear(w[0], 1)
         self.backend = b
 
@@ -196,8 +226,10 @@ class SparseAutoencoder3D(nn.Module):
         energy = (self.energy_scale * torch.expm1(e)).clamp_min(MIN_ENERGY).cpu().numpy().astype(np.float32)
         coords = b.coords(x).cpu().numpy()
         events = coords[:, 0]
-        return Decoded([coords[events == i, 1:].astype(np.int32) for i in range(z.shape[0])],
-                       [energy[events == i] for i in range(z.shape[0])])
+        return Decoded(
+            [coords[events == i, 1:].astype(np.int32) for i in range(z.shape[0])],
+            [energy[events == i] for i in range(z.shape[0])],
+        )
 
 
 @torch.no_grad()
@@ -212,7 +244,7 @@ def reconstruction_scores_3d(model: SparseAutoencoder3D, events: list[Event], ba
     total, voxel = [], []
     with_batch = lambda c: torch.from_numpy(np.pad(c, ((0, 0), (1, 0))))
     for start in range(0, len(events), batch_size):
-        chunk = events[start:start + batch_size]
+        chunk = events[start : start + batch_size]
         coords, energy, _, n = sparse_batch(chunk)
         decoded = model.decode(model.encode(coords.to(device), energy.to(device), n))
         for event, rc, re in zip(chunk, decoded.coords, decoded.energy):
@@ -226,16 +258,29 @@ def reconstruction_scores_3d(model: SparseAutoencoder3D, events: list[Event], ba
             coarse_tp += int((match_coordinates(with_batch(true_coarse), with_batch(rec_coarse)) >= 0).sum())
             coarse_true, coarse_pred = coarse_true + len(true_coarse), coarse_pred + len(rec_coarse)
     voxel = np.concatenate(voxel)
-    return {"occupancy_precision": tp / max(n_pred, 1), "occupancy_recall": tp / max(n_true, 1),
-            "occupancy_iou": tp / max(n_true + n_pred - tp, 1), "voxel_count_ratio": n_pred / max(n_true, 1),
-            "total_energy_residual_mean": float(np.mean(total)), "total_energy_residual_std": float(np.std(total)),
-            "voxel_energy_residual_median": float(np.median(voxel)) if len(voxel) else None,
-            "coarse_occupancy_precision": coarse_tp / max(coarse_pred, 1),
-            "coarse_occupancy_recall": coarse_tp / max(coarse_true, 1), "test_events": len(events)}
+    return {
+        "occupancy_precision": tp / max(n_pred, 1),
+        "occupancy_recall": tp / max(n_true, 1),
+        "occupancy_iou": tp / max(n_true + n_pred - tp, 1),
+        "voxel_count_ratio": n_pred / max(n_true, 1),
+        "total_energy_residual_mean": float(np.mean(total)),
+        "total_energy_residual_std": float(np.std(total)),
+        "voxel_energy_residual_median": float(np.median(voxel)) if len(voxel) else None,
+        "coarse_occupancy_precision": coarse_tp / max(coarse_pred, 1),
+        "coarse_occupancy_recall": coarse_tp / max(coarse_true, 1),
+        "test_events": len(events),
+    }
 
 
 def build_autoencoder(m) -> SparseAutoencoder3D:
     """SparseAutoencoder3D from its ``model`` config node (``conf/model/autoencoder3d.yaml``)."""
-    return SparseAutoencoder3D(backend=m.backend, widths=tuple(m.widths), feature_channels=m.feature_channels, grid=m.grid,
-                               energy_scale=m.energy_scale, latent_noise=m.latent_noise, energy_weight=m.energy_weight,
-                               context_width=m.get("context_width"))
+    return SparseAutoencoder3D(
+        backend=m.backend,
+        widths=tuple(m.widths),
+        feature_channels=m.feature_channels,
+        grid=m.grid,
+        energy_scale=m.energy_scale,
+        latent_noise=m.latent_noise,
+        energy_weight=m.energy_weight,
+        context_width=m.get("context_width"),
+    )

@@ -1,4 +1,4 @@
-"""SSNet 2D: track/shower semantic segmentation of 64x64 charge crops (seed 002, A.5).
+"""SSNet 2D: track/shower semantic segmentation of 64x64 charge crops (Lutkus et al., arXiv:2204.02496, A.5).
 
 Classes: 0 background, 1 shower, 2 track (``voxgen.views.SSNET_CLASSES``). Input charge in
 MeV per pixel; the network sees ``log1p(charge / charge_scale)`` so real and generated
@@ -19,8 +19,13 @@ N_CLASSES = 3
 class SSNet2D(nn.Module):
     """U-ResNet segmenter; ``features`` gives the bottleneck embedding used for SSNet-FID."""
 
-    def __init__(self, base: int = 16, depth: int = 4, charge_scale: float = 1.0,
-                 class_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> None:
+    def __init__(
+        self,
+        base: int = 16,
+        depth: int = 4,
+        charge_scale: float = 1.0,
+        class_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ) -> None:
         super().__init__()
         self.net = UResNet2d(1, N_CLASSES, base=base, depth=depth)
         self.charge_scale = charge_scale
@@ -64,19 +69,13 @@ def predict_crops(model: SSNet2D, images, batch_size: int = 256, progress: bool 
     model.eval()
     probs, feats = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="ssnet", unit="batch", disable=not progress):
-        x = torch.as_tensor(np.asarray(images[start:start + batch_size]), dtype=torch.float32, device=device)
+        x = torch.as_tensor(np.asarray(images[start : start + batch_size]), dtype=torch.float32, device=device)
         p, f = model.predict(x)
         probs.append(p.cpu().numpy())
         feats.append(f.cpu().numpy())
     return np.concatenate(probs), np.concatenate(feats)
 
 
-def load_ssnet(path, device: str = "auto") -> SSNet2D:
-    """SSNet2D from a training run folder (or its ``checkpoints/last.pt``), EMA weights if any."""
-    from voxgen.train.loop import load_weights, locate_run, resolve_device
-
-    ckpt, cfg = locate_run(path, "ssnet2d", "SSNet2D")
-    m = cfg.model
-    model = SSNet2D(base=m.base, depth=m.depth, charge_scale=m.charge_scale, class_weights=tuple(m.class_weights))
-    model = load_weights(ckpt, model)
-    return model.to(resolve_device(device)).eval()
+def build_ssnet2d(m) -> SSNet2D:
+    """SSNet2D from its ``model`` config node (``conf/model/ssnet2d.yaml``)."""
+    return SSNet2D(base=m.base, depth=m.depth, charge_scale=m.charge_scale, class_weights=tuple(m.class_weights))

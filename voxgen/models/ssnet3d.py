@@ -4,33 +4,33 @@ averaged per event, give the yardstick its SSNet3D-FID."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from voxgen.events import SEMANTIC_NAMES, Event, centred_crop, collate_sparse
+from voxgen.data.batches import SparseBatch, sparse_batch
+from voxgen.events import SEMANTIC_NAMES, Event, centred_crop
 from voxgen.nn.sparse import get_backend, match_coordinates
 from voxgen.nn.sparse.unet import SparseUNet
 
 N_CLASSES = len(SEMANTIC_NAMES)
-SparseBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]  # coords (M, 4), energy (M, 1), labels (M,), B
-
-
-def sparse_batch(events: Sequence[Event]) -> SparseBatch:
-    """(coords (M, 4) int32, energy (M, 1) MeV, semantic labels (M,) int64 with -1 = none, B)."""
-    coords, feats = collate_sparse(list(events))
-    labels = np.concatenate([e.semantic if e.semantic is not None else np.full(len(e), -1) for e in events])
-    return torch.from_numpy(coords), torch.from_numpy(feats), torch.from_numpy(labels.astype(np.int64)), len(events)
 
 
 class SSNet3D(nn.Module):
     """``SparseUNet`` on ``backend`` over a ``grid``^3 crop; input log1p(E / ``energy_scale``)."""
 
-    def __init__(self, backend: str = "spconv", widths: tuple[int, ...] = (16, 32, 64, 128), blocks: int = 1,
-                 grid: int = 128, energy_scale: float = 0.1, class_weights: tuple[float, ...] | None = None) -> None:
+    def __init__(
+        self,
+        backend: str = "spconv",
+        widths: tuple[int, ...] = (16, 32, 64, 128),
+        blocks: int = 1,
+        grid: int = 128,
+        energy_scale: float = 0.1,
+        class_weights: tuple[float, ...] | None = None,
+    ) -> None:
         super().__init__()
         self.backend_name, self.grid, self.energy_scale, self.widths = backend, grid, energy_scale, tuple(widths)
         self.net = SparseUNet(get_backend(backend), 1, N_CLASSES, tuple(widths), blocks)
@@ -66,7 +66,7 @@ def predict_events(model: SSNet3D, events: Sequence[Event], batch_size: int = 8)
     device = next(model.parameters()).device
     labels, features = [], []
     for start in range(0, len(events), batch_size):
-        chunk = events[start:start + batch_size]
+        chunk = events[start : start + batch_size]
         coords, energy, _, n = sparse_batch(chunk)
         logits, pooled = model(coords.to(device), energy.to(device), n)
         pred = logits.argmax(1).cpu().numpy()
@@ -78,16 +78,14 @@ def predict_events(model: SSNet3D, events: Sequence[Event], batch_size: int = 8)
 
 def build_ssnet3d(m) -> SSNet3D:
     """SSNet3D from its ``model`` config node (``conf/model/ssnet3d.yaml``)."""
-    return SSNet3D(backend=m.backend, widths=tuple(m.widths), blocks=m.blocks, grid=m.grid, energy_scale=m.energy_scale,
-                   class_weights=tuple(m.class_weights) if m.class_weights else None)
-
-
-def load_ssnet3d(path, device: str = "auto") -> SSNet3D:
-    """SSNet3D from a training run folder (or one of its checkpoints), EMA weights if any."""
-    from voxgen.train.loop import load_weights, locate_run, resolve_device
-
-    ckpt, cfg = locate_run(path, "ssnet3d", "SSNet3D")
-    return load_weights(ckpt, build_ssnet3d(cfg.model)).to(resolve_device(device)).eval()
+    return SSNet3D(
+        backend=m.backend,
+        widths=tuple(m.widths),
+        blocks=m.blocks,
+        grid=m.grid,
+        energy_scale=m.energy_scale,
+        class_weights=tuple(m.class_weights) if m.class_weights else None,
+    )
 
 
 def ssnet3d_features(model: SSNet3D, events: Sequence[Event]) -> tuple[np.ndarray, np.ndarray]:

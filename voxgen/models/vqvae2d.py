@@ -1,4 +1,4 @@
-"""VQ-VAE 2D: discrete codes of 64x64 charge crops (seed 002, "VQ-VAE + PixelCNN for LArTPC images").
+"""VQ-VAE 2D: discrete codes of 64x64 charge crops (Lutkus et al., arXiv:2204.02496).
 
 Images live in model space x in [-1, 1], shape (B, 1, H, W), background -1
 (``voxgen.data.transforms.ChargeTransform``). Two stride-2 encoder stages map a 64x64 crop
@@ -20,8 +20,11 @@ class ResBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
-            nn.ReLU(), nn.Conv2d(channels, channels, 1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +79,7 @@ class VectorQuantizer(nn.Module):
             return
         z = z_e.detach().permute(0, 2, 3, 1).reshape(-1, self.code_dim)
         if z.shape[0] >= dead.numel():
-            pick = torch.randperm(z.shape[0], device=z.device)[:dead.numel()]
+            pick = torch.randperm(z.shape[0], device=z.device)[: dead.numel()]
         else:
             pick = torch.randint(z.shape[0], (dead.numel(),), device=z.device)
         noise = torch.randn(dead.numel(), self.code_dim, device=z.device) * (1e-3 * z.std() + 1e-8)
@@ -111,8 +114,15 @@ class VQVAE2D(nn.Module):
     H and W must be divisible by 2**S.
     """
 
-    def __init__(self, n_codes: int = 512, code_dim: int = 8, enc_filters: tuple[int, ...] = (16, 32),
-                 dec_filters: tuple[int, ...] = (32, 16), beta: float = 0.25, dead_code_steps: int = 200) -> None:
+    def __init__(
+        self,
+        n_codes: int = 512,
+        code_dim: int = 8,
+        enc_filters: tuple[int, ...] = (16, 32),
+        dec_filters: tuple[int, ...] = (32, 16),
+        beta: float = 0.25,
+        dead_code_steps: int = 200,
+    ) -> None:
         super().__init__()
         if len(enc_filters) != len(dec_filters):
             raise ValueError("enc_filters and dec_filters need one entry per stride-2 stage each")
@@ -127,8 +137,12 @@ class VQVAE2D(nn.Module):
         c_in = dec_filters[0]
         dec: list[nn.Module] = [nn.Conv2d(code_dim, c_in, 3, padding=1, bias=False), nn.BatchNorm2d(c_in), nn.ReLU()]
         for c in dec_filters:
-            dec += [nn.ConvTranspose2d(c_in, c, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
-                    ResBlock(c)]
+            dec += [
+                nn.ConvTranspose2d(c_in, c, 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(c),
+                nn.ReLU(),
+                ResBlock(c),
+            ]
             c_in = c
         dec += [nn.Conv2d(c_in, 1, 3, padding=1), nn.Tanh()]
         self.decoder = nn.Sequential(*dec)
@@ -136,8 +150,9 @@ class VQVAE2D(nn.Module):
 
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] % self.downsample or x.shape[3] % self.downsample:
-            raise ValueError(f"VQVAE2D expects (B, 1, H, W) with H, W divisible by {self.downsample}, "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"VQVAE2D expects (B, 1, H, W) with H, W divisible by {self.downsample}, got {tuple(x.shape)}"
+            )
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,5 +186,23 @@ class VQVAE2D(nn.Module):
         sq = (x_rec - x).pow(2)
         charged = (x > -1.0).to(sq.dtype)
         recon = sq.mean() + (sq * charged).sum() / charged.sum().clamp_min(1.0)
-        return {"loss": recon + q.codebook + q.commitment, "recon": recon, "codebook": q.codebook,
-                "commitment": q.commitment, "perplexity": q.perplexity, "usage": q.usage}
+        return {
+            "loss": recon + q.codebook + q.commitment,
+            "recon": recon,
+            "codebook": q.codebook,
+            "commitment": q.commitment,
+            "perplexity": q.perplexity,
+            "usage": q.usage,
+        }
+
+
+def build_vqvae2d(m) -> VQVAE2D:
+    """VQVAE2D from its ``model`` config node (``conf/model/vqvae2d.yaml``)."""
+    return VQVAE2D(
+        n_codes=m.n_codes,
+        code_dim=m.code_dim,
+        enc_filters=tuple(m.enc_filters),
+        dec_filters=tuple(m.dec_filters),
+        beta=m.beta,
+        dead_code_steps=m.dead_code_steps,
+    )

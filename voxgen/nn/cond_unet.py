@@ -30,6 +30,13 @@ class FourierTime(nn.Module):
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
+class TimeEmbedding(nn.Sequential):
+    """t (B,) in [0, 1] -> (B, dim): ``FourierTime`` features through a two-layer SiLU MLP."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(FourierTime(dim), nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+
 CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 
 
@@ -54,8 +61,17 @@ class CondUNet(nn.Module):
     residual blocks per level, strided down-sampling and nearest up-sampling; every block sees
     the embedding (B, ``emb_dim``)."""
 
-    def __init__(self, c_in: int = 1, c_out: int = 1, base: int = 32, mults: tuple[int, ...] = (1, 2, 2, 2),
-                 blocks: int = 1, emb_dim: int = 128, dropout: float = 0.0, dims: int = 2) -> None:
+    def __init__(
+        self,
+        c_in: int = 1,
+        c_out: int = 1,
+        base: int = 32,
+        mults: tuple[int, ...] = (1, 2, 2, 2),
+        blocks: int = 1,
+        emb_dim: int = 128,
+        dropout: float = 0.0,
+        dims: int = 2,
+    ) -> None:
         super().__init__()
         conv = CONV[dims]
         widths = [base * m for m in mults]
@@ -77,8 +93,9 @@ class CondUNet(nn.Module):
                 self.up_blocks.append(EmbResBlock(c + skips.pop(), w, emb_dim, dropout, dims))
                 c = w
             if level > 0:
-                self.upsample.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                                   conv(c, c, 3, padding=1)))
+                self.upsample.append(
+                    nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv(c, c, 3, padding=1))
+                )
         self.head = nn.Sequential(_norm(c), nn.SiLU(), conv(c, c_out, 3, padding=1))
         self.blocks, self.levels = blocks, len(widths)
 

@@ -19,8 +19,11 @@ class ResBlock2d(nn.Module):
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), _norm(c_out), nn.ReLU(inplace=True),
-            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), _norm(c_out),
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            _norm(c_out),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            _norm(c_out),
         )
         self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1, bias=False)
         self.act = nn.ReLU(inplace=True)
@@ -42,8 +45,9 @@ class UResNet2d(nn.Module):
         self.stem = ResBlock2d(c_in, widths[0])
         self.down = nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], 2, stride=2) for i in range(depth))
         self.enc = nn.ModuleList(ResBlock2d(widths[i + 1], widths[i + 1]) for i in range(depth))
-        self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
-                                for i in reversed(range(depth)))
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth))
+        )
         self.dec = nn.ModuleList(ResBlock2d(2 * widths[i], widths[i]) for i in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], c_out, 1)
         self.bottleneck_channels = widths[-1]

@@ -5,7 +5,7 @@ Units: cm, MeV, MeV/c, g/cm^3. Values from the PDG (see ``reference.md``).
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -15,7 +15,6 @@ MEAN_EXCITATION = 188.0e-6  # MeV
 K_BETHE = 0.307075  # MeV cm^2 / mol
 X0_CM = 14.0  # radiation length
 CRITICAL_ENERGY = 32.8  # MeV (electrons)
-MOLIERE_CM = 9.04
 PAIR_MFP_CM = 9.0 / 7.0 * X0_CM  # 18 cm
 NUCLEAR_INTERACTION_CM = 85.7 / DENSITY  # 61.4 cm (PDG nuclear interaction length)
 W_ION = 23.6e-6  # MeV per electron-ion pair
@@ -25,8 +24,15 @@ ELECTRON_MASS = 0.51099895
 MUON_MASS = 105.6583755
 PION_MASS = 139.57039
 PROTON_MASS = 938.27208816
-MASS = {"e-": ELECTRON_MASS, "e+": ELECTRON_MASS, "gamma": 0.0, "mu-": MUON_MASS, "mu+": MUON_MASS,
-        "pi+": PION_MASS, "p": PROTON_MASS}
+MASS = {
+    "e-": ELECTRON_MASS,
+    "e+": ELECTRON_MASS,
+    "gamma": 0.0,
+    "mu-": MUON_MASS,
+    "mu+": MUON_MASS,
+    "pi+": PION_MASS,
+    "p": PROTON_MASS,
+}
 MUON_LIFETIME_NS = 2197.0
 MICHEL_MAX_MEV = 52.8
 
@@ -95,7 +101,7 @@ class RangeTable:
         return np.interp(range_cm, self.range_cm, self.kinetic, left=0.0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def range_table(mass: float) -> RangeTable:
     return RangeTable(mass)
 
@@ -115,8 +121,9 @@ def box_recombination(dedx, efield_kv_cm: float, alpha: float, beta: float):
 # Photon total attenuation below the pair regime: approximate NIST XCOM values for argon
 # (cm^2/g) at 0.1, 0.3, 1, 3 MeV, joined log-log to the 9/7 X0 pair mean free path at 10 MeV.
 _PHOTON_K = np.log([0.1, 0.3, 1.0, 3.0, 10.0])
-_PHOTON_MFP = np.log([1.0 / (0.163 * DENSITY), 1.0 / (0.0953 * DENSITY), 1.0 / (0.0615 * DENSITY),
-                      1.0 / (0.0368 * DENSITY), PAIR_MFP_CM])
+_PHOTON_MFP = np.log(
+    [1.0 / (0.163 * DENSITY), 1.0 / (0.0953 * DENSITY), 1.0 / (0.0615 * DENSITY), 1.0 / (0.0368 * DENSITY), PAIR_MFP_CM]
+)
 PAIR_THRESHOLD_MEV = 10.0
 
 

@@ -10,9 +10,15 @@ SPECIES = ("e-", "gamma", "mu-", "pi+", "p")
 
 
 def _default_momenta() -> dict[str, list[float]]:
-    # seed 002's single-particle set: uniform momentum ranges in MeV/c
-    return {"e-": [35.5, 800.0], "gamma": [35.0, 800.0], "mu-": [90.0, 800.0],
-            "pi+": [105.0, 800.0], "p": [105.0, 800.0]}
+    # uniform momentum ranges in MeV/c of the single-particle set of Lutkus et al.
+    # (arXiv:2204.02496, A.3)
+    return {
+        "e-": [35.5, 800.0],
+        "gamma": [35.0, 800.0],
+        "mu-": [90.0, 800.0],
+        "pi+": [105.0, 800.0],
+        "p": [105.0, 800.0],
+    }
 
 
 @dataclass

@@ -22,9 +22,14 @@ MAX_DRAWS = 100
 
 
 def _transport_params(cfg: SimConfig) -> TransportParams:
-    return TransportParams(step_cm=cfg.step_mm / 10.0, delta_threshold_mev=cfg.delta_threshold_mev,
-                           muon_capture_fraction=cfg.muon_capture_fraction, brems_cut_mev=cfg.brems_cut_mev,
-                           lowe_threshold_mev=cfg.lowe_threshold_mev, tracking_cut_mev=cfg.tracking_cut_mev)
+    return TransportParams(
+        step_cm=cfg.step_mm / 10.0,
+        delta_threshold_mev=cfg.delta_threshold_mev,
+        muon_capture_fraction=cfg.muon_capture_fraction,
+        brems_cut_mev=cfg.brems_cut_mev,
+        lowe_threshold_mev=cfg.lowe_threshold_mev,
+        tracking_cut_mev=cfg.tracking_cut_mev,
+    )
 
 
 def _draw_primary(cfg: SimConfig, rng: np.random.Generator) -> tuple[str, float]:
@@ -33,12 +38,12 @@ def _draw_primary(cfg: SimConfig, rng: np.random.Generator) -> tuple[str, float]
     return species, float(rng.uniform(lo, hi))
 
 
-def contained_offset(points: np.ndarray, energy: np.ndarray, size_cm: float,
-                     rng: np.random.Generator) -> np.ndarray:
+def contained_offset(points: np.ndarray, energy: np.ndarray, size_cm: float, rng: np.random.Generator) -> np.ndarray:
     """Shift (3,) cm placing the deposits in [0, size_cm)^3 with the most energy contained.
 
     Per axis: a trajectory that fits is placed at a random position inside; a longer one gets
-    the window of length size_cm holding the most energy (the seed-002 box choice).
+    the window of length size_cm holding the most energy (the box choice of
+    Lutkus et al., arXiv:2204.02496, A.3).
     """
     offset = np.zeros(3)
     margin = 1e-3
@@ -94,9 +99,17 @@ def _simulate_chunk(args: tuple[SimConfig, list[np.random.SeedSequence], str]) -
     return [simulate_event(cfg, np.random.default_rng(s), mode) for s in seeds]
 
 
-def simulate_dataset(cfg: SimConfig, out_dir: Path, n_events: int, seed: int, workers: int = 0,
-                     events_per_shard: int = 1000, progress: bool = True, name: str = "sim",
-                     chunk: int = 8) -> list[Path]:
+def simulate_dataset(
+    cfg: SimConfig,
+    out_dir: Path,
+    n_events: int,
+    seed: int,
+    workers: int = 0,
+    events_per_shard: int = 1000,
+    progress: bool = True,
+    name: str = "sim",
+    chunk: int = 8,
+) -> list[Path]:
     """Simulate ``n_events`` into ``out_dir/{name}_{mode}_{shard:03d}.h5``; returns the shards.
 
     Each shard is written atomically; stale shards of the same name from an earlier, larger run
@@ -104,7 +117,7 @@ def simulate_dataset(cfg: SimConfig, out_dir: Path, n_events: int, seed: int, wo
     """
     out_dir = Path(out_dir)
     seeds = np.random.SeedSequence(seed).spawn(n_events)
-    tasks = [(cfg, seeds[i:i + chunk], cfg.mode) for i in range(0, n_events, chunk)]
+    tasks = [(cfg, seeds[i : i + chunk], cfg.mode) for i in range(0, n_events, chunk)]
     shards: list[Path] = []
     pending: list[Event] = []
     bar = tqdm(total=n_events, desc=f"simulate {name}", unit="ev", disable=not progress)
@@ -114,7 +127,9 @@ def simulate_dataset(cfg: SimConfig, out_dir: Path, n_events: int, seed: int, wo
         for events in results:
             pending.extend(events)
             bar.update(len(events))
-            while len(pending) >= events_per_shard or (pending and len(shards) * events_per_shard + len(pending) == n_events):
+            while len(pending) >= events_per_shard or (
+                pending and len(shards) * events_per_shard + len(pending) == n_events
+            ):
                 batch, pending = pending[:events_per_shard], pending[events_per_shard:]
                 shards.append(write_events(out_dir / f"{name}_{cfg.mode}_{len(shards):03d}.h5", batch))
     finally:
@@ -127,15 +142,29 @@ def simulate_dataset(cfg: SimConfig, out_dir: Path, n_events: int, seed: int, wo
     return shards
 
 
-def simulate_splits(cfg: SimConfig, root: Path, splits: dict[str, int], seed: int, workers: int = 0,
-                    events_per_shard: int = 1000, progress: bool = True) -> list[Path]:
+def simulate_splits(
+    cfg: SimConfig,
+    root: Path,
+    splits: dict[str, int],
+    seed: int,
+    workers: int = 0,
+    events_per_shard: int = 1000,
+    progress: bool = True,
+) -> list[Path]:
     """``simulate_dataset`` for each split into ``root/<split>/``; split i uses the seed
     ``SeedSequence([seed, i])`` so splits are independent. Splits of 0 events are skipped."""
     shards: list[Path] = []
     for i, (split, n_events) in enumerate(splits.items()):
         if n_events > 0:
             split_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-            shards += simulate_dataset(cfg, Path(root) / split, n_events=n_events, seed=split_seed,
-                                       workers=workers, events_per_shard=events_per_shard,
-                                       progress=progress, name=split)
+            shards += simulate_dataset(
+                cfg,
+                Path(root) / split,
+                n_events=n_events,
+                seed=split_seed,
+                workers=workers,
+                events_per_shard=events_per_shard,
+                progress=progress,
+                name=split,
+            )
     return shards

@@ -124,8 +124,16 @@ class Transport:
         return self.cluster_key(-1, SEM_LOWE, -1, 0.0, vertex)
 
     # ---- entry point --------------------------------------------------------------------
-    def add_primary(self, species: str, momentum: float, pos: np.ndarray, direction: np.ndarray,
-                    time: float = 0.0, semantic: int | None = None, record: bool = True) -> None:
+    def add_primary(
+        self,
+        species: str,
+        momentum: float,
+        pos: np.ndarray,
+        direction: np.ndarray,
+        time: float = 0.0,
+        semantic: int | None = None,
+        record: bool = True,
+    ) -> None:
         """Queue a particle; ``record`` adds it to the event's truth particles."""
         group = self.new_group()
         mass = argon.MASS[species]
@@ -135,12 +143,18 @@ class Transport:
         kinetic = argon.kinetic_from_momentum(momentum, mass)
         if species == "gamma":
             sem = SEM_SHOWER if semantic is None else semantic
-            self.stack.append((PHOTON, pos.copy(), direction.copy(), momentum, time, group, sem, pid, momentum, pos.copy()))
+            self.stack.append(
+                (PHOTON, pos.copy(), direction.copy(), momentum, time, group, sem, pid, momentum, pos.copy())
+            )
         elif species in ("e-", "e+"):
             sem = SEM_SHOWER if semantic is None else semantic
-            self.stack.append((ELECTRON, pos.copy(), direction.copy(), kinetic, time, group, sem, pid, momentum, pos.copy()))
+            self.stack.append(
+                (ELECTRON, pos.copy(), direction.copy(), kinetic, time, group, sem, pid, momentum, pos.copy())
+            )
         else:
-            self.stack.append((HEAVY, pos.copy(), direction.copy(), kinetic, time, group, species, pid, momentum, pos.copy()))
+            self.stack.append(
+                (HEAVY, pos.copy(), direction.copy(), kinetic, time, group, species, pid, momentum, pos.copy())
+            )
 
     def run(self) -> None:
         while self.stack:
@@ -196,7 +210,9 @@ class Transport:
         # Gamma fluctuations with the Bohr variance of restricted losses
         var = xi * np.minimum(tcut, tmax) * (1.0 - beta2 / 2.0)
         shape = np.where(var > 0, restricted**2 / np.maximum(var, 1e-12), 1e6)
-        deposit = np.where(restricted > 0, rng.gamma(np.maximum(shape, 1e-3), 1.0) * restricted / np.maximum(shape, 1e-3), 0.0)
+        deposit = np.where(
+            restricted > 0, rng.gamma(np.maximum(shape, 1e-3), 1.0) * restricted / np.maximum(shape, 1e-3), 0.0
+        )
         key = self.cluster_key(group, SEM_TRACK, pid, p0, pos)
         # transport (sequential direction updates)
         gauss = rng.standard_normal((len(ds), 2))
@@ -214,8 +230,20 @@ class Transport:
                 cos_t = min(1.0, t_delta / p_delta * (e_parent + argon.ELECTRON_MASS) / p_mid[i])
                 start = x + rng.random() * ds[i] * direction
                 dg = self.new_group()
-                self.stack.append((ELECTRON, start, rotate(direction, cos_t, rng.uniform(0, 2 * math.pi)),
-                                   t_delta, t, dg, SEM_DELTA, 1, p_delta, start))
+                self.stack.append(
+                    (
+                        ELECTRON,
+                        start,
+                        rotate(direction, cos_t, rng.uniform(0, 2 * math.pi)),
+                        t_delta,
+                        t,
+                        dg,
+                        SEM_DELTA,
+                        1,
+                        p_delta,
+                        start,
+                    )
+                )
             self.deposit(x.copy(), end, deposit[i], t, key)
             x = end
             t += t_step
@@ -230,16 +258,31 @@ class Transport:
             for _ in range(rng.integers(0, 4)):
                 tp = min(rng.exponential(self.p.pion_proton_mean_mev), kinetic_left)
                 if tp > 1.0:
-                    self.add_primary("p", argon.momentum_from_kinetic(tp, argon.PROTON_MASS), x, isotropic(rng), t, record=False)
+                    self.add_primary(
+                        "p", argon.momentum_from_kinetic(tp, argon.PROTON_MASS), x, isotropic(rng), t, record=False
+                    )
         elif species == "pi+":  # pi+ -> mu+ nu at rest: 4.1 MeV mu+
-            self.add_primary("mu+", argon.momentum_from_kinetic(4.12, argon.MUON_MASS), x, isotropic(rng), t + rng.exponential(26.0), record=False)
+            self.add_primary(
+                "mu+",
+                argon.momentum_from_kinetic(4.12, argon.MUON_MASS),
+                x,
+                isotropic(rng),
+                t + rng.exponential(26.0),
+                record=False,
+            )
         elif species in ("mu-", "mu+"):
             if species == "mu-" and rng.random() < self.p.muon_capture_fraction:
                 return
             energy = sample_michel_energy(rng)
             momentum = math.sqrt(max(energy**2 - argon.ELECTRON_MASS**2, 0.0))
-            self.add_primary("e-" if species == "mu-" else "e+", momentum, x, isotropic(rng),
-                             t + rng.exponential(argon.MUON_LIFETIME_NS), semantic=SEM_MICHEL)
+            self.add_primary(
+                "e-" if species == "mu-" else "e+",
+                momentum,
+                x,
+                isotropic(rng),
+                t + rng.exponential(argon.MUON_LIFETIME_NS),
+                semantic=SEM_MICHEL,
+            )
 
     # ---- electrons and positrons --------------------------------------------------------
     def track_electron(self, pos, d, kinetic, t, group, sem, pid, p0, v0) -> None:
@@ -274,8 +317,20 @@ class Transport:
                     kinetic -= k
                     gamma_e = 1.0 + kinetic / me
                     emit = x + rng.random() * ds * direction
-                    self.stack.append((PHOTON, emit, rotate(direction, math.cos(1.0 / gamma_e), rng.uniform(0, 2 * math.pi)),
-                                       k, t, group, sem, pid, p0, v0))
+                    self.stack.append(
+                        (
+                            PHOTON,
+                            emit,
+                            rotate(direction, math.cos(1.0 / gamma_e), rng.uniform(0, 2 * math.pi)),
+                            k,
+                            t,
+                            group,
+                            sem,
+                            pid,
+                            p0,
+                            v0,
+                        )
+                    )
             end = x + ds * direction
             self.deposit(x.copy(), end, min(e_ion, kinetic), t, key)
             kinetic -= min(e_ion, kinetic)
@@ -307,8 +362,20 @@ class Transport:
                 avail = k - 2.0 * me
                 for kin in (share * avail, (1.0 - share) * avail):
                     angle = me / max(kin, me)
-                    self.stack.append((ELECTRON, x.copy(), rotate(direction, math.cos(angle), rng.uniform(0, 2 * math.pi)),
-                                       kin, t, group, sem, pid, p0, v0))
+                    self.stack.append(
+                        (
+                            ELECTRON,
+                            x.copy(),
+                            rotate(direction, math.cos(angle), rng.uniform(0, 2 * math.pi)),
+                            kin,
+                            t,
+                            group,
+                            sem,
+                            pid,
+                            p0,
+                            v0,
+                        )
+                    )
                 return
             kappa = k / me
             eps0 = 1.0 / (1.0 + 2.0 * kappa)
@@ -326,8 +393,9 @@ class Transport:
             phi = rng.uniform(0, 2 * math.pi)
             theta = math.acos(max(-1.0, 1.0 - one_minus_cos))
             electron_angle = math.atan2(1.0, (1.0 + kappa) * math.tan(theta / 2.0)) if theta > 0 else math.pi / 2
-            self._compton_electron(x, rotate(direction, math.cos(electron_angle), phi + math.pi),
-                                   kinetic, t, group, sem, pid, p0, v0)
+            self._compton_electron(
+                x, rotate(direction, math.cos(electron_angle), phi + math.pi), kinetic, t, group, sem, pid, p0, v0
+            )
             k *= eps
             direction = rotate(direction, 1.0 - one_minus_cos, phi)
 

@@ -89,8 +89,7 @@ def shower_profile_peak(energy: float, n: int = 20) -> tuple[float, float, float
 def photon_conversion_distances(n: int = 1000, seed: int = 5) -> np.ndarray:
     """Distance (cm) to the first charged deposit of ``n`` photons of 20-60 MeV (pair regime)."""
     rng = np.random.default_rng(seed)
-    return np.array([np.linalg.norm(transport_one("gamma", float(rng.uniform(20, 60)), s).starts[0])
-                     for s in range(n)])
+    return np.array([np.linalg.norm(transport_one("gamma", float(rng.uniform(20, 60)), s).starts[0]) for s in range(n)])
 
 
 def michel_fraction(n: int = 1000, momentum: float = 150.0) -> tuple[float, np.ndarray]:

@@ -62,14 +62,31 @@ def voxelize(transport: Transport, offset_cm: np.ndarray, cfg: SimConfig) -> Eve
         remap[old] = new
     info = [transport.key_info[old] for _, old in keys]
     clusters = Clusters.build(
-        semantic=[k[1] for k, _ in keys], pid=[k[2] for k, _ in keys], group=[k[0] for k, _ in keys],
+        semantic=[k[1] for k, _ in keys],
+        pid=[k[2] for k, _ in keys],
+        group=[k[0] for k, _ in keys],
         momentum=[m for m, _ in info],
         vertex=np.array([(v + offset_cm) / voxel_cm for _, v in info]).reshape(-1, 3),
     )
-    particles = [Particle(pid=pid, momentum=float(p), vertex=tuple(float(c) for c in (pos + offset_cm) / voxel_cm),
-                         direction=tuple(float(c) for c in d), group=g)
-                 for pid, p, pos, d, g in transport.particles]
-    event = Event(coords=coords, energy=sums(pts["energy"]), electrons=sums(electrons),
-                  time=time / 1000.0, dx=sums(pts["length"]), cluster=remap[voxel_key],
-                  clusters=clusters, particles=particles, grid=cfg.grid)
+    particles = [
+        Particle(
+            pid=pid,
+            momentum=float(p),
+            vertex=tuple(float(c) for c in (pos + offset_cm) / voxel_cm),
+            direction=tuple(float(c) for c in d),
+            group=g,
+        )
+        for pid, p, pos, d, g in transport.particles
+    ]
+    event = Event(
+        coords=coords,
+        energy=sums(pts["energy"]),
+        electrons=sums(electrons),
+        time=time / 1000.0,
+        dx=sums(pts["length"]),
+        cluster=remap[voxel_key],
+        clusters=clusters,
+        particles=particles,
+        grid=cfg.grid,
+    )
     return sort_by_cluster(event)

@@ -1,0 +1,1 @@
+"""The one training loop (``loop``) and the per-model training stages."""

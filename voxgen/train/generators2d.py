@@ -1,74 +1,44 @@
-"""Training recipes of the 2D generators: VQ-VAE (seed 002), its PixelCNN prior, and the
-VP-SDE score model (seeds 001, 003). Each is ``(cfg, out, on_metrics) -> figures``."""
+"""Training stages of the 2D generators: the VQ-VAE and its PixelCNN prior (Lutkus et al.,
+arXiv:2204.02496) and the VP-SDE score model (Imani et al., arXiv:2307.13687). Each is
+``(cfg, out, on_metrics) -> figures``; ``voxgen.pipelines.generators2d`` adds the preview samples."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from voxgen.config import from_node
+from voxgen.config import from_node, required
+from voxgen.data.batches import tensor_batches
 from voxgen.data.crops import CropSet, crop_sets
-from voxgen.data.transforms import ChargeTransform
+from voxgen.data.transforms import ChargeTransform, charge_transform
 from voxgen.errors import BadInput
-from voxgen.io.atomic import write_text_atomic
-from voxgen.sample import save_conditions
-from voxgen.train.loop import MetricsCallback, TrainerConfig, load_weights, locate_run, resolve_device, seed_everything, train
-
-
-def generator_batches(x: torch.Tensor, pid: torch.Tensor, momentum: torch.Tensor, batch_size: int, seed: int,
-                      flips: bool) -> Callable[[int], object]:
-    """``batches(epoch)``: shuffled (x, pid, momentum) batches, deterministic per epoch; with
-    ``flips`` each batch is randomly flipped along either axis and transposed (x (N, C, h, w),
-    or (N, h, w) code maps)."""
-
-    def batches(epoch: int):
-        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(len(x), generator=gen)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            idx = order[start:start + batch_size]
-            xb = x[idx]
-            if flips:
-                flip = torch.rand(3, generator=gen)
-                xb = xb.flip(-1) if flip[0] < 0.5 else xb
-                xb = xb.flip(-2) if flip[1] < 0.5 else xb
-                xb = xb.transpose(-1, -2) if flip[2] < 0.5 else xb
-            yield xb, pid[idx], momentum[idx]
-
-    return batches
+from voxgen.models.pixelcnn2d import build_pixelcnn2d
+from voxgen.models.score2d import build_score2d
+from voxgen.models.vqvae2d import build_vqvae2d
+from voxgen.runs import load_model, load_weights, resolve_device, save_conditions, write_calibration
+from voxgen.train.loop import MetricsCallback, TrainerConfig, seed_everything, train, write_metrics
+from voxgen.viz.display import crop_grid
 
 
 def model_space(crops: CropSet, transform: ChargeTransform) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x (N, 1, H, W) in [-1, 1], pid (N,) int64, momentum (N,) float32 MeV/c) of a crop set."""
     x = transform.to_model(torch.from_numpy(crops.images))[:, None]
-    return x, torch.from_numpy(crops.pid.astype(np.int64)), torch.from_numpy(np.nan_to_num(crops.momentum).astype(np.float32))
-
-
-def charge_transform(cfg: DictConfig) -> ChargeTransform:
-    return from_node(ChargeTransform, cfg.transform)
-
-
-def _finish(out: Path, figures: dict) -> dict:
-    write_text_atomic(out / "metrics.json", json.dumps(figures, indent=2) + "\n")
-    return figures
+    return (
+        x,
+        torch.from_numpy(crops.pid.astype(np.int64)),
+        torch.from_numpy(np.nan_to_num(crops.momentum).astype(np.float32)),
+    )
 
 
 # ---------------------------------------------------------------- VQ-VAE
-def build_vqvae(m: DictConfig):
-    from voxgen.models.vqvae2d import VQVAE2D
-
-    return VQVAE2D(n_codes=m.n_codes, code_dim=m.code_dim, enc_filters=tuple(m.enc_filters),
-                   dec_filters=tuple(m.dec_filters), beta=m.beta, dead_code_steps=m.dead_code_steps)
-
-
 @torch.no_grad()
-def reconstruction_scores(model, x: torch.Tensor, transform: ChargeTransform, truth: ChargeTransform,
-                          batch_size: int = 256) -> dict:
+def reconstruction_scores(
+    model, x: torch.Tensor, transform: ChargeTransform, truth: ChargeTransform, batch_size: int = 256
+) -> dict:
     """Held-out reconstruction: MSE in model space, charged-pixel precision/recall (real pixels
     through ``truth``, decoded ones through ``transform`` and its threshold), relative
     total-charge error, codebook usage and perplexity."""
@@ -76,7 +46,7 @@ def reconstruction_scores(model, x: torch.Tensor, transform: ChargeTransform, tr
     model.eval()
     mse, counts, tp, n_true, n_pred, q_true, q_pred = 0.0, None, 0, 0, 0, [], []
     for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size].to(device)
+        xb = x[start : start + batch_size].to(device)
         codes = model.encode(xb)
         rec = model.decode(codes)
         mse += float(((rec - xb) ** 2).sum())
@@ -90,10 +60,14 @@ def reconstruction_scores(model, x: torch.Tensor, transform: ChargeTransform, tr
         q_pred.append(qp.sum(dim=(1, 2, 3)).cpu())
     p = counts.double() / counts.sum()
     qt, qp = torch.cat(q_true), torch.cat(q_pred)
-    return {"mse": mse / x.numel(), "pixel_precision": tp / max(n_pred, 1), "pixel_recall": tp / max(n_true, 1),
-            "charge_rel_error_median": float(((qp - qt).abs() / qt.clamp_min(1e-6)).median()),
-            "codes_used": int((counts > 0).sum()),
-            "perplexity": float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))}
+    return {
+        "mse": mse / x.numel(),
+        "pixel_precision": tp / max(n_pred, 1),
+        "pixel_recall": tp / max(n_true, 1),
+        "charge_rel_error_median": float(((qp - qt).abs() / qt.clamp_min(1e-6)).median()),
+        "codes_used": int((counts > 0).sum()),
+        "perplexity": float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum())),
+    }
 
 
 THRESHOLDS_MEV = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
@@ -103,78 +77,53 @@ THRESHOLDS_MEV = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 def calibrate_threshold(model, x: torch.Tensor, transform: ChargeTransform) -> float:
     """The decoder's empty-pixel threshold (MeV) among ``THRESHOLDS_MEV`` whose reconstructions of
     ``x`` (N, 1, H, W) have as many charged pixels as ``x`` itself. A VQ-VAE decodes tracks
-    blurred over their neighbours (seed 002 saw the same); without this its samples carry about
+    blurred over their neighbours (Lutkus et al. saw the same); without this its samples carry about
     2.6 times the real number of charged pixels at the 0.05 MeV default."""
     device = next(model.parameters()).device
-    rec = torch.cat([model.decode(model.encode(x[i:i + 256].to(device))).cpu() for i in range(0, len(x), 256)])
+    rec = torch.cat([model.decode(model.encode(x[i : i + 256].to(device))).cpu() for i in range(0, len(x), 256)])
     real = int((transform.to_charge(x) > 0).sum())
     counts = [int((replace(transform, min_charge=t).to_charge(rec) > 0).sum()) for t in THRESHOLDS_MEV]
     return THRESHOLDS_MEV[int(np.argmin([abs(np.log(max(c, 1) / real)) for c in counts]))]
 
 
-def decoder_transform(run: Path, cfg: DictConfig) -> ChargeTransform:
-    """A VQ-VAE run's transform with its calibrated threshold (``calibration.json``) when present."""
-    transform = charge_transform(cfg)
-    path = Path(run) / "calibration.json"
-    if path.is_file():
-        transform = replace(transform, min_charge=json.loads(path.read_text())["min_charge"])
-    return transform
-
-
 def train_vqvae2d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None = None) -> dict:
     """Train the VQ-VAE on crops; calibrate its decoding threshold on training crops
     (``calibration.json``); held-out reconstruction figures and a reconstruction grid."""
-    from voxgen.viz.display import crop_grid
 
     trainer = from_node(TrainerConfig, cfg.trainer)
     transform = charge_transform(cfg)
     sets = crop_sets(cfg.data, ("train", "test"), out / "data", progress=trainer.progress)
     seed_everything(trainer.seed)  # the initial weights too
-    model = build_vqvae(cfg.model)
+    model = build_vqvae2d(cfg.model)
     train_set = model_space(sets["train"], transform)
-    train(model, generator_batches(*train_set, cfg.batch_size, trainer.seed, cfg.augment), trainer, out, on_metrics)
+    train(model, tensor_batches(train_set, cfg.batch_size, trainer.seed, cfg.augment), trainer, out, on_metrics)
     model = load_weights(out / "checkpoints" / "last.pt", model, use_ema=trainer.ema_decay > 0)
     model.to(resolve_device(trainer.device)).eval()
     threshold = calibrate_threshold(model, train_set[0][:2000], transform)
-    write_text_atomic(out / "calibration.json", json.dumps({"min_charge": threshold}) + "\n")
+    write_calibration(out, {"min_charge": threshold})
     decoded = replace(transform, min_charge=threshold)
     x_test = model_space(sets["test"], transform)[0]
     scores = {**reconstruction_scores(model, x_test, decoded, transform), "calibrated_min_charge": threshold}
     with torch.no_grad():
         rec = decoded.to_charge(model.decode(model.encode(x_test[:8].to(next(model.parameters()).device)))).cpu()
     crop_grid(np.concatenate([sets["test"].images[:8], rec[:, 0].numpy()]), out_png=out / "reconstructions.png")
-    return _finish(out, {**scores, "train_crops": len(sets["train"]), "test_crops": len(sets["test"])})
-
-
-def load_run_model(path: str | Path, name: str, device: str = "auto", use_ema: bool = True):
-    """(model, its run config) from a run folder or one of its checkpoints; the EMA weights
-    when the run kept them and ``use_ema``, else the raw weights."""
-    ckpt, cfg = locate_run(path, name)
-    model = BUILDERS[name](cfg.model)
-    load_weights(ckpt, model, use_ema=use_ema)
-    return model.to(resolve_device(device)).eval(), cfg
+    return write_metrics(out, {**scores, "train_crops": len(sets["train"]), "test_crops": len(sets["test"])})
 
 
 # ---------------------------------------------------------------- PixelCNN prior
-def build_pixelcnn(m: DictConfig):
-    from voxgen.models.pixelcnn2d import GatedPixelCNN
-
-    return GatedPixelCNN(n_codes=m.n_codes, channels=m.channels, n_blocks=m.n_blocks, kernel=m.kernel, p_uncond=m.p_uncond)
-
-
 @torch.no_grad()
 def encode_crops(vqvae, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Code maps (N, h, w) int64 of images x (N, 1, H, W)."""
     device = next(vqvae.parameters()).device
-    return torch.cat([vqvae.encode(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    return torch.cat([vqvae.encode(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
 
 def train_pixelcnn2d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None = None) -> dict:
     """Train the gated PixelCNN prior on the code maps of a trained VQ-VAE (``cfg.vqvae``)."""
-    from voxgen.config import required
-
     trainer = from_node(TrainerConfig, cfg.trainer)
-    vqvae, vq_cfg = load_run_model(required(cfg, "vqvae", "a VQ-VAE run: voxgen train conf=vqvae2d"), "vqvae2d", trainer.device)
+    vqvae, vq_cfg = load_model(
+        required(cfg, "vqvae", "a VQ-VAE run: voxgen train conf=vqvae2d"), "vqvae2d", trainer.device
+    )
     if cfg.model.n_codes != vq_cfg.model.n_codes:
         raise BadInput(f"model.n_codes {cfg.model.n_codes} differs from the VQ-VAE's codebook ({vq_cfg.model.n_codes})")
     transform = charge_transform(vq_cfg)
@@ -183,57 +132,39 @@ def train_pixelcnn2d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | N
     for split, crops in sets.items():
         x, pid, momentum = model_space(crops, transform)
         codes[split] = (encode_crops(vqvae, x), pid, momentum)
-    save_conditions(out / "conditions.npz", sets["train"].pid, sets["train"].momentum)
+    save_conditions(out, sets["train"].pid, sets["train"].momentum)
     seed_everything(trainer.seed)
-    model = build_pixelcnn(cfg.model)
-    train(model, generator_batches(*codes["train"], cfg.batch_size, trainer.seed, cfg.augment), trainer, out, on_metrics)
+    model = build_pixelcnn2d(cfg.model)
+    train(model, tensor_batches(codes["train"], cfg.batch_size, trainer.seed, cfg.augment), trainer, out, on_metrics)
     model = load_weights(out / "checkpoints" / "last.pt", model, use_ema=trainer.ema_decay > 0)
     model.to(resolve_device(trainer.device)).eval()
     with torch.no_grad():
-        test_loss = [float(model.loss(tuple(t[i:i + 256].to(next(model.parameters()).device) for t in codes["test"]))["loss"])
-                     for i in range(0, len(codes["test"][0]), 256)]
-    figures = {"test_nats_per_code": float(np.mean(test_loss)), "code_map": list(codes["train"][0].shape[1:]),
-               "train_crops": len(sets["train"])}
-    _preview(cfg, out, figures)
-    return _finish(out, figures)
+        test_loss = [
+            float(model.loss(tuple(t[i : i + 256].to(next(model.parameters()).device) for t in codes["test"]))["loss"])
+            for i in range(0, len(codes["test"][0]), 256)
+        ]
+    figures = {
+        "test_nats_per_code": float(np.mean(test_loss)),
+        "code_map": list(codes["train"][0].shape[1:]),
+        "train_crops": len(sets["train"]),
+    }
+    return figures
 
 
 # ---------------------------------------------------------------- VP-SDE score model
-def build_score2d(m: DictConfig):
-    from voxgen.generative.sde import VPSDE
-    from voxgen.models.score2d import ScoreModel2D
-
-    return ScoreModel2D(VPSDE(m.sde.beta_min, m.sde.beta_max), base=m.base, mults=tuple(m.mults), blocks=m.blocks,
-                        emb_dim=m.emb_dim, dropout=m.dropout, p_uncond=m.p_uncond, patch=m.patch,
-                        prediction=m.prediction)
-
-
 def train_vpsde2d(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None = None) -> dict:
-    """Train the conditional VP-SDE score model on crops; a preview grid of samples."""
+    """Train the conditional VP-SDE score model on crops."""
     trainer = from_node(TrainerConfig, cfg.trainer)
     sets = crop_sets(cfg.data, ("train",), out / "data", progress=trainer.progress)
-    save_conditions(out / "conditions.npz", sets["train"].pid, sets["train"].momentum)
+    save_conditions(out, sets["train"].pid, sets["train"].momentum)
     seed_everything(trainer.seed)
     model = build_score2d(cfg.model)
-    last = train(model, generator_batches(*model_space(sets["train"], charge_transform(cfg)), cfg.batch_size,
-                                          trainer.seed, cfg.augment), trainer, out, on_metrics)
+    last = train(
+        model,
+        tensor_batches(model_space(sets["train"], charge_transform(cfg)), cfg.batch_size, trainer.seed, cfg.augment),
+        trainer,
+        out,
+        on_metrics,
+    )
     figures = {"final_loss": last.get("loss"), "train_seconds": last.get("seconds"), "train_crops": len(sets["train"])}
-    _preview(cfg, out, figures)
-    return _finish(out, figures)
-
-
-def _preview(cfg: DictConfig, out: Path, figures: dict) -> None:
-    """Sample ``cfg.preview.n`` images with the just-trained run into ``<out>/preview.png``."""
-    from voxgen.sample import generate
-    from voxgen.viz.display import crop_grid
-
-    if cfg.preview.n <= 0:
-        return
-    result = generate(out, cfg.preview.n, seed=cfg.seed, device=cfg.trainer.device, steps=cfg.preview.steps,
-                      progress=False)
-
-    crop_grid(result.crops.images, out_png=out / "preview.png")
-    figures["preview_seconds_per_image"] = result.seconds / cfg.preview.n
-
-
-BUILDERS = {"vqvae2d": build_vqvae, "pixelcnn2d": build_pixelcnn, "vpsde2d": build_score2d}
+    return figures

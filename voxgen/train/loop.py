@@ -9,12 +9,13 @@ unchanged.
 from __future__ import annotations
 
 import csv
+import json
 import random
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -22,7 +23,8 @@ from torch import nn
 from tqdm import tqdm
 
 from voxgen.errors import ConfigError
-from voxgen.io.atomic import atomic_path
+from voxgen.io.atomic import atomic_path, write_text_atomic
+from voxgen.runs import resolve_device
 
 MetricsCallback = Callable[[dict], None]
 
@@ -60,15 +62,6 @@ class TrainerConfig:
             raise ConfigError("trainer.epochs and trainer.lr must be positive")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"trainer.ema_decay: {self.ema_decay} not in [0, 1)")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device: '{name}' asked for but CUDA is not available")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -111,53 +104,25 @@ class TrainState:
 def save_checkpoint(path: Path, model, opt, schedule, ema, state: TrainState, cfg: TrainerConfig) -> None:
     """Everything needed to resume, written atomically."""
     payload = {
-        "model": model.state_dict(), "optimizer": opt.state_dict(),
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
         "schedule": schedule.state_dict() if schedule else None,
         "ema": ema.state_dict() if ema else None,
-        "state": asdict(state), "trainer": asdict(cfg),
+        "state": asdict(state),
+        "trainer": asdict(cfg),
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
-def run_folder(path: str | Path) -> Path:
-    """The run folder of ``path``: the folder itself, or the run holding checkpoint ``path``."""
-    path = Path(path)
-    return path if path.is_dir() else path.parent.parent
-
-
-def locate_run(path: str | Path, name: str, label: str | None = None):
-    """(checkpoint path, run config) of a ``voxgen train conf=<name>`` run, given its folder (its
-    ``checkpoints/last.pt``) or one of its checkpoints; BadInput naming ``path`` otherwise."""
-    from omegaconf import OmegaConf
-
-    from voxgen.errors import BadInput
-
-    path, run = Path(path), run_folder(path)
-    ckpt = run / "checkpoints" / "last.pt" if path.is_dir() else path
-    if not ckpt.is_file() or not (run / "config.yaml").is_file():
-        raise BadInput(f"{path}: not a training run of {label or name} (need config.yaml and checkpoints/last.pt; "
-                       f"train one with `voxgen train conf={name}`)")
-    cfg = OmegaConf.load(run / "config.yaml")
-    if cfg.model.name != name:
-        raise BadInput(f"{path}: run of model '{cfg.model.name}', not {name}")
-    return ckpt, cfg
-
-
-def load_weights(path: str | Path, model: nn.Module, use_ema: bool = True) -> nn.Module:
-    """Load a checkpoint's weights (its EMA weights when present and ``use_ema``)."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if use_ema and payload.get("ema"):
-        ema_state = {k.removeprefix("module."): v for k, v in payload["ema"].items() if k.startswith("module.")}
-        model.load_state_dict(ema_state)
-    else:
-        model.load_state_dict(payload["model"])
-    return model
-
-
-def train(model: nn.Module, batches: Callable[[int], Iterable], cfg: TrainerConfig, out: Path,
-          on_metrics: MetricsCallback | None = None) -> dict:
+def train(
+    model: nn.Module,
+    batches: Callable[[int], Iterable],
+    cfg: TrainerConfig,
+    out: Path,
+    on_metrics: MetricsCallback | None = None,
+) -> dict:
     """Train ``model`` for ``cfg.epochs``; returns the last logged metrics.
 
     ``batches(epoch)`` yields the batches of one epoch (deterministic for an epoch index, so
@@ -170,9 +135,13 @@ def train(model: nn.Module, batches: Callable[[int], Iterable], cfg: TrainerConf
     model.to(device)
     opt = _make_optimizer(model, cfg)
     schedule = _make_schedule(opt, cfg)
-    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay),
-                                               use_buffers=True)  # BatchNorm statistics, VQ counters travel too
-           if cfg.ema_decay > 0 else None)
+    ema = (
+        torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+        )  # BatchNorm statistics, VQ counters travel too
+        if cfg.ema_decay > 0
+        else None
+    )
     state = TrainState()
     ckpt = out / "checkpoints" / "last.pt"
     if cfg.resume and ckpt.exists():
@@ -180,8 +149,10 @@ def train(model: nn.Module, batches: Callable[[int], Iterable], cfg: TrainerConf
         try:
             model.load_state_dict(payload["model"])
         except RuntimeError as err:  # another architecture's run in this folder
-            raise ConfigError(f"{ckpt}: a checkpoint of another model setup ({str(err).splitlines()[1].strip()}); "
-                              "choose a new out or delete the folder") from None
+            raise ConfigError(
+                f"{ckpt}: a checkpoint of another model setup ({str(err).splitlines()[1].strip()}); "
+                "choose a new out or delete the folder"
+            ) from None
         opt.load_state_dict(payload["optimizer"])
         if schedule and payload["schedule"]:
             schedule.load_state_dict(payload["schedule"])
@@ -200,8 +171,13 @@ def train(model: nn.Module, batches: Callable[[int], Iterable], cfg: TrainerConf
     t_start = time.perf_counter()
     model.train()
     while state.epoch < cfg.epochs:
-        bar = tqdm(desc=f"epoch {state.epoch + 1}/{cfg.epochs}", disable=not cfg.progress, unit="batch",
-                   total=cfg.max_steps_per_epoch or None, leave=False)
+        bar = tqdm(
+            desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+            disable=not cfg.progress,
+            unit="batch",
+            total=cfg.max_steps_per_epoch or None,
+            leave=False,
+        )
         for i, batch in enumerate(batches(state.epoch)):
             if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
                 break
@@ -246,6 +222,12 @@ def train(model: nn.Module, batches: Callable[[int], Iterable], cfg: TrainerConf
     return last
 
 
+def write_metrics(out: Path, figures: dict) -> dict:
+    """A run's headline ``figures`` into ``<out>/metrics.json``; returns them."""
+    write_text_atomic(Path(out) / "metrics.json", json.dumps(figures, indent=2, default=float) + "\n")
+    return figures
+
+
 def _last_row(path: Path) -> dict:
     """The last row of a metrics CSV as numbers ({} when there is none)."""
     if not path.is_file():
@@ -255,10 +237,15 @@ def _last_row(path: Path) -> dict:
     return {k: float(v) for k, v in rows[-1].items() if v not in ("", None)} if rows else {}
 
 
-def _log(path: Path, state: TrainState, running: dict, n: int, opt, t_start: float,
-         on_metrics: MetricsCallback | None) -> dict:
-    row = {"epoch": state.epoch, "step": state.step, "lr": opt.param_groups[0]["lr"],
-           "seconds": round(time.perf_counter() - t_start, 3)}
+def _log(
+    path: Path, state: TrainState, running: dict, n: int, opt, t_start: float, on_metrics: MetricsCallback | None
+) -> dict:
+    row = {
+        "epoch": state.epoch,
+        "step": state.step,
+        "lr": opt.param_groups[0]["lr"],
+        "seconds": round(time.perf_counter() - t_start, 3),
+    }
     row.update({k: v / n for k, v in running.items()})
     new = not path.exists()
     with path.open("a", newline="") as f:

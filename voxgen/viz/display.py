@@ -41,12 +41,14 @@ def _zoom(ax, image: np.ndarray) -> None:
 
 
 def _label_legend(ax, names: list[str], colours: list[str]) -> None:
-    ax.legend(handles=[Patch(color=c, label=n) for n, c in zip(names, colours)],
-              loc="upper right", fontsize=7, framealpha=0.8)
+    ax.legend(
+        handles=[Patch(color=c, label=n) for n, c in zip(names, colours)], loc="upper right", fontsize=7, framealpha=0.8
+    )
 
 
-def show_event(event: Event, out_png: str | os.PathLike, geometry: PlaneGeometry | None = None,
-               title: str | None = None) -> Path:
+def show_event(
+    event: Event, out_png: str | os.PathLike, geometry: PlaneGeometry | None = None, title: str | None = None
+) -> Path:
     """Write a 3 x 3 event display to ``out_png``; returns its path.
 
     Row 1: xy, yz, zx projections of the energy (MeV, log colour scale); row 2: the same
@@ -61,8 +63,9 @@ def show_event(event: Event, out_png: str | os.PathLike, geometry: PlaneGeometry
         raise BadInput(f"{title or 'event'}: no deposited energy to display")
     norm = LogNorm(vmin=positive.min(), vmax=positive.max())
     for ax, plane, image in zip(axes[0], PLANES, energy_images):
-        shown = ax.imshow(np.ma.masked_equal(image, 0), origin="lower", cmap="viridis", norm=norm,
-                          interpolation="nearest")
+        shown = ax.imshow(
+            np.ma.masked_equal(image, 0), origin="lower", cmap="viridis", norm=norm, interpolation="nearest"
+        )
         ax.set(title=f"{plane} energy", xlabel=f"{plane[1]} [voxel]", ylabel=f"{plane[0]} [voxel]")
         _zoom(ax, image)
     fig.colorbar(shown, ax=axes[0].tolist(), label="energy per pixel [MeV]", shrink=0.8)
@@ -70,8 +73,14 @@ def show_event(event: Event, out_png: str | os.PathLike, geometry: PlaneGeometry
     label_cmap = ListedColormap(SEMANTIC_COLOURS)
     for ax, plane, image in zip(axes[1], PLANES, energy_images):
         labels = project_labels_2d(event, plane)
-        ax.imshow(np.ma.masked_less(labels, 0), origin="lower", cmap=label_cmap, vmin=-0.5,
-                  vmax=len(SEMANTIC_COLOURS) - 0.5, interpolation="nearest")
+        ax.imshow(
+            np.ma.masked_less(labels, 0),
+            origin="lower",
+            cmap=label_cmap,
+            vmin=-0.5,
+            vmax=len(SEMANTIC_COLOURS) - 0.5,
+            interpolation="nearest",
+        )
         ax.set(title=f"{plane} semantic label", xlabel=f"{plane[1]} [voxel]", ylabel=f"{plane[0]} [voxel]")
         _zoom(ax, image)
         if event.semantic is None:
@@ -80,9 +89,14 @@ def show_event(event: Event, out_png: str | os.PathLike, geometry: PlaneGeometry
 
     for ax, (name, image) in zip(axes[2], wire_plane_images(event, geometry).items()):
         by_tick = image.T  # rows tick, columns wire
-        shown = ax.imshow(np.ma.masked_equal(by_tick, 0), origin="lower", cmap="magma_r",
-                          norm=LogNorm(vmin=max(by_tick[by_tick > 0].min(), 1e-6), vmax=by_tick.max()),
-                          aspect="auto", interpolation="nearest")
+        shown = ax.imshow(
+            np.ma.masked_equal(by_tick, 0),
+            origin="lower",
+            cmap="magma_r",
+            norm=LogNorm(vmin=max(by_tick[by_tick > 0].min(), 1e-6), vmax=by_tick.max()),
+            aspect="auto",
+            interpolation="nearest",
+        )
         ax.set(title=f"plane {name}", xlabel="wire", ylabel="tick")
         _zoom(ax, by_tick)
     fig.colorbar(shown, ax=axes[2].tolist(), label="charge per wire and tick [MeV]", shrink=0.8)
@@ -91,8 +105,13 @@ def show_event(event: Event, out_png: str | os.PathLike, geometry: PlaneGeometry
     return _save(fig, out_png, dpi=90)
 
 
-def crop_grid(images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor | None = None, *,
-              out_png: str | os.PathLike, ncols: int = 8) -> Path:
+def crop_grid(
+    images: np.ndarray | torch.Tensor,
+    labels: np.ndarray | torch.Tensor | None = None,
+    *,
+    out_png: str | os.PathLike,
+    ncols: int = 8,
+) -> Path:
     """Write a grid of 2D samples to ``out_png``; returns its path.
 
     ``images`` (n, H, W) or (n, 1, H, W); ``labels`` (n, H, W) SSNet classes (SSNET_CLASSES),
@@ -107,12 +126,13 @@ def crop_grid(images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tens
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
-    fig = Figure(figsize=(1.4 * ncols * per_sample, 1.4 * nrows + (0.5 if labels is not None else 0)),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(1.4 * ncols * per_sample, 1.4 * nrows + (0.5 if labels is not None else 0)), layout="constrained"
+    )
     axes = np.asarray(fig.subplots(nrows, ncols * per_sample, squeeze=False))
-    for ax in axes.flat[n * per_sample:]:
+    for ax in axes.flat[n * per_sample :]:
         ax.set_axis_off()
-    for ax in axes.flat[:n * per_sample]:
+    for ax in axes.flat[: n * per_sample]:
         ax.set_xticks([])
         ax.set_yticks([])
     ssnet_cmap = ListedColormap(SSNET_COLOURS)
@@ -120,10 +140,21 @@ def crop_grid(images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tens
         row, col = divmod(i, ncols)
         axes[row, col * per_sample].imshow(images[i], origin="lower", cmap="viridis", interpolation="nearest")
         if labels is not None:
-            axes[row, col * per_sample + 1].imshow(labels[i], origin="lower", cmap=ssnet_cmap, vmin=-0.5,
-                                                   vmax=len(SSNET_CLASSES) - 0.5, interpolation="nearest")
+            axes[row, col * per_sample + 1].imshow(
+                labels[i],
+                origin="lower",
+                cmap=ssnet_cmap,
+                vmin=-0.5,
+                vmax=len(SSNET_CLASSES) - 0.5,
+                interpolation="nearest",
+            )
     if labels is not None:
-        fig.legend(handles=[Patch(facecolor=c, edgecolor="black", label=name)
-                            for name, c in zip(SSNET_CLASSES, SSNET_COLOURS)],
-                   loc="outside lower center", ncols=len(SSNET_CLASSES), fontsize=8)
+        fig.legend(
+            handles=[
+                Patch(facecolor=c, edgecolor="black", label=name) for name, c in zip(SSNET_CLASSES, SSNET_COLOURS)
+            ],
+            loc="outside lower center",
+            ncols=len(SSNET_CLASSES),
+            fontsize=8,
+        )
     return _save(fig, out_png, dpi=80)

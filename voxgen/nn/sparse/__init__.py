@@ -11,8 +11,10 @@ from voxgen.errors import ConfigError
 from voxgen.nn.sparse.base import SparseBackend, coordinate_keys, match_coordinates
 
 BACKENDS = ("spconv", "minkowski")
-INSTALL = {"spconv": "pip install spconv (CPU) or spconv-cu120 (CUDA 12)",
-           "minkowski": "bash tools/install_minkowski.sh"}
+INSTALL = {
+    "spconv": "pip install spconv (CPU) or spconv-cu120 (CUDA 12)",
+    "minkowski": "bash tools/install_minkowski.sh",
+}
 
 
 @cache

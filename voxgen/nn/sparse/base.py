@@ -52,13 +52,13 @@ def match_coordinates(query: torch.Tensor, reference: torch.Tensor) -> torch.Ten
 class SparseModule(nn.Module):
     """A layer on a backend's sparse tensors."""
 
-    backend: "SparseBackend"
+    backend: SparseBackend
 
 
 class FeatureWise(SparseModule):
     """Apply a dense module (BatchNorm1d, ReLU, Linear, ...) to the (N, C) features."""
 
-    def __init__(self, backend: "SparseBackend", module: nn.Module) -> None:
+    def __init__(self, backend: SparseBackend, module: nn.Module) -> None:
         super().__init__()
         self.backend, self.module = backend, module
 
@@ -71,13 +71,19 @@ class SparseBackend(ABC):
 
     name: str
 
-    def __deepcopy__(self, memo: dict) -> "SparseBackend":
+    def __deepcopy__(self, memo: dict) -> SparseBackend:
         return self  # stateless; copies of a network (EMA) share their backend
 
     # ---- tensors
     @abstractmethod
-    def tensor(self, feats: torch.Tensor, coords: torch.Tensor, spatial_shape: tuple[int, int, int],
-               batch_size: int, stride: int = 1) -> SparseTensor:
+    def tensor(
+        self,
+        feats: torch.Tensor,
+        coords: torch.Tensor,
+        spatial_shape: tuple[int, int, int],
+        batch_size: int,
+        stride: int = 1,
+    ) -> SparseTensor:
         """A sparse tensor from ``feats`` (N, C) and ``coords`` (N, 4) (batch, i, j, k) on a grid of
         ``spatial_shape``, at the level of a network ``stride`` (a power of 2) times coarser than
         its input, so generative transposed convolutions can take it back to level 0."""
@@ -108,8 +114,9 @@ class SparseBackend(ABC):
 
     # ---- layers
     @abstractmethod
-    def conv(self, c_in: int, c_out: int, kernel: int = 3, stride: int = 1, bias: bool = False,
-             key: str | None = None) -> SparseModule:
+    def conv(
+        self, c_in: int, c_out: int, kernel: int = 3, stride: int = 1, bias: bool = False, key: str | None = None
+    ) -> SparseModule:
         """Submanifold (stride 1, odd kernel) or strided (kernel = stride) convolution. Layers
         sharing ``key`` work on the same sites, so a backend may reuse their neighbour maps."""
 
@@ -125,7 +132,9 @@ class SparseBackend(ABC):
         return FeatureWise(self, nn.BatchNorm1d(channels))
 
     def activation(self, name: str = "relu") -> SparseModule:
-        return FeatureWise(self, {"relu": nn.ReLU(), "silu": nn.SiLU(), "leaky_relu": nn.LeakyReLU(0.1), "tanh": nn.Tanh()}[name])
+        return FeatureWise(
+            self, {"relu": nn.ReLU(), "silu": nn.SiLU(), "leaky_relu": nn.LeakyReLU(0.1), "tanh": nn.Tanh()}[name]
+        )
 
     def linear(self, c_in: int, c_out: int, bias: bool = True) -> SparseModule:
         return FeatureWise(self, nn.Linear(c_in, c_out, bias=bias))
@@ -152,6 +161,7 @@ class SparseBackend(ABC):
 def copy_weights(source: nn.Module, target: nn.Module) -> None:
     """Copy the weights of one sparse network into the same architecture on another backend:
     convolutions through the canonical kernel layout, everything else by state dict."""
+
     def units(net: nn.Module) -> list[nn.Module]:
         return [m for m in net.modules() if hasattr(m, "canonical_weight") or isinstance(m, FeatureWise)]
 

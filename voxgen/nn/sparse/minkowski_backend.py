@@ -30,7 +30,7 @@ class MinkowskiVoxels:
 class _MinkowskiConv(SparseModule):
     """A MinkowskiEngine convolution; ``skip`` gives an inverse convolution its output sites."""
 
-    def __init__(self, backend: "MinkowskiBackend", layer, kernel: int) -> None:
+    def __init__(self, backend: MinkowskiBackend, layer, kernel: int) -> None:
         super().__init__()
         self.backend, self.layer, self.kernel = backend, layer, kernel
 
@@ -75,8 +75,9 @@ class MinkowskiBackend(SparseBackend):
         return c.int()
 
     def with_feats(self, x, feats):
-        st = self.ME.SparseTensor(feats, coordinate_map_key=x.st.coordinate_map_key,
-                                  coordinate_manager=x.st.coordinate_manager)
+        st = self.ME.SparseTensor(
+            feats, coordinate_map_key=x.st.coordinate_map_key, coordinate_manager=x.st.coordinate_manager
+        )
         return replace(x, st=st)
 
     def prune(self, x, keep):
@@ -95,10 +96,13 @@ class MinkowskiBackend(SparseBackend):
         return _MinkowskiConv(self, layer, size)
 
     def conv_transpose(self, c_in, c_out, stride=2, bias=False):
-        layer = self.ME.MinkowskiGenerativeConvolutionTranspose(c_in, c_out, kernel_size=stride, stride=stride,
-                                                               bias=bias, dimension=3)
+        layer = self.ME.MinkowskiGenerativeConvolutionTranspose(
+            c_in, c_out, kernel_size=stride, stride=stride, bias=bias, dimension=3
+        )
         return _MinkowskiConv(self, layer, stride)
 
     def inverse_conv(self, c_in, c_out, stride=2, key="", bias=False):
-        layer = self.ME.MinkowskiConvolutionTranspose(c_in, c_out, kernel_size=stride, stride=stride, bias=bias, dimension=3)
+        layer = self.ME.MinkowskiConvolutionTranspose(
+            c_in, c_out, kernel_size=stride, stride=stride, bias=bias, dimension=3
+        )
         return _MinkowskiConv(self, layer, stride)

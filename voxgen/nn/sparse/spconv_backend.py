@@ -27,7 +27,7 @@ def _patch_cpu() -> None:
 class _SpconvConv(SparseModule):
     """A spconv convolution; spconv keeps weights as (C_out, k, k, k, C_in)."""
 
-    def __init__(self, backend: "SpconvBackend", layer) -> None:
+    def __init__(self, backend: SpconvBackend, layer) -> None:
         super().__init__()
         self.backend, self.layer = backend, layer
 
@@ -80,7 +80,9 @@ class SpconvBackend(SparseBackend):
 
     def conv(self, c_in, c_out, kernel=3, stride=1, bias=False, key=None):
         if stride == 1:
-            layer = self.sp.SubMConv3d(c_in, c_out, kernel, padding=kernel // 2, bias=bias, indice_key=key, algo=self.algo)
+            layer = self.sp.SubMConv3d(
+                c_in, c_out, kernel, padding=kernel // 2, bias=bias, indice_key=key, algo=self.algo
+            )
         else:
             layer = self.sp.SparseConv3d(c_in, c_out, stride, stride, bias=bias, indice_key=key, algo=self.algo)
         return _SpconvConv(self, layer)
@@ -89,4 +91,6 @@ class SpconvBackend(SparseBackend):
         return _SpconvConv(self, self.sp.SparseConvTranspose3d(c_in, c_out, stride, stride, bias=bias, algo=self.algo))
 
     def inverse_conv(self, c_in, c_out, stride=2, key="", bias=False):
-        return _SpconvConv(self, self.sp.SparseInverseConv3d(c_in, c_out, stride, indice_key=key, bias=bias, algo=self.algo))
+        return _SpconvConv(
+            self, self.sp.SparseInverseConv3d(c_in, c_out, stride, indice_key=key, bias=bias, algo=self.algo)
+        )

@@ -1,0 +1,108 @@
+"""The one data path of every training recipe: the epoch batcher, the random flips both 2D
+batchers share, and the one sparse collate of 3D events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from voxgen.events import Event, collate_sparse
+
+Batches = Callable[[int], Iterator[Any]]  # batches(epoch) -> the batches of that epoch
+SparseBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]  # coords (M, 4), energy (M, 1), labels (M,), B
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, make: Callable[[torch.Tensor, torch.Generator], Any]) -> Batches:
+    """``batches(epoch)``: ``make(indices (batch_size,), generator)`` over a shuffle of ``n``
+    items, full batches only, deterministic per (``seed``, epoch) so a resumed run sees the
+    same batches; ``make`` draws its augmentations from the same generator."""
+
+    def batches(epoch: int) -> Iterator[Any]:
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield make(order[start : start + batch_size], gen)
+
+    return batches
+
+
+def flip_transpose(arrays: tuple[torch.Tensor, ...], generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """The same random flip of each of the last two axes and transpose of them, drawn from
+    ``generator``, applied to every array of ``arrays`` (images and their labels alike)."""
+    flip = torch.rand(3, generator=generator)
+    if flip[0] < 0.5:
+        arrays = tuple(a.flip(-1) for a in arrays)
+    if flip[1] < 0.5:
+        arrays = tuple(a.flip(-2) for a in arrays)
+    if flip[2] < 0.5:
+        arrays = tuple(a.transpose(-1, -2) for a in arrays)
+    return arrays
+
+
+def augment(
+    images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, scale: tuple[float, float] = (0.9, 1.1)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The SSNet augmentations of Lutkus et al. (arXiv:2204.02496, A.5) on a batch: random flips of
+    both axes, transpose, and a per-image charge scale uniform in ``scale``. images (B, 1, H, W),
+    labels (B, H, W)."""
+    images, labels = flip_transpose((images, labels), generator)
+    factor = torch.empty(len(images), 1, 1, 1).uniform_(*scale, generator=generator)
+    return images * factor, labels
+
+
+def flip_events(events: Sequence[Event], size: int, generator: torch.Generator) -> list[Event]:
+    """Each event mirrored along random axes and its axes randomly permuted (a detector-free
+    symmetry of the ``size``^3 voxel grid), drawn from ``generator``."""
+    out = []
+    for e in events:
+        flips = torch.rand(3, generator=generator) < 0.5
+        order = torch.randperm(3, generator=generator).numpy()
+        c = e.coords.copy()
+        c[:, flips.numpy()] = size - 1 - c[:, flips.numpy()]
+        out.append(replace(e, coords=np.ascontiguousarray(c[:, order])))
+    return out
+
+
+def sparse_batch(events: Sequence[Event]) -> SparseBatch:
+    """(coords (M, 4) int32 (batch, x, y, z), energy (M, 1) MeV, semantic labels (M,) int64 with
+    -1 = none, B) of events: the layout both sparse backends consume."""
+    coords, feats = collate_sparse(list(events))
+    labels = np.concatenate([e.semantic if e.semantic is not None else np.full(len(e), -1) for e in events])
+    return torch.from_numpy(coords), torch.from_numpy(feats), torch.from_numpy(labels.astype(np.int64)), len(events)
+
+
+def crop_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int, augmented: bool) -> Batches:
+    """Shuffled (images (B, 1, H, W), labels (B, H, W)) batches, ``augment``-ed when ``augmented``."""
+
+    def make(idx: torch.Tensor, gen: torch.Generator):
+        x, y = images[idx], labels[idx]
+        return augment(x, y, gen) if augmented else (x, y)
+
+    return epoch_batches(len(images), batch_size, seed, make)
+
+
+def tensor_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, seed: int, flips: bool = False) -> Batches:
+    """Shuffled batches of aligned ``tensors`` (e.g. x, pid, momentum); with ``flips`` the first
+    (images (N, C, h, w) or code maps (N, h, w)) is randomly flipped and transposed per batch."""
+
+    def make(idx: torch.Tensor, gen: torch.Generator):
+        first, *rest = (t[idx] for t in tensors)
+        if flips:
+            (first,) = flip_transpose((first,), gen)
+        return (first, *rest)
+
+    return epoch_batches(len(tensors[0]), batch_size, seed, make)
+
+
+def event_batches(events: Sequence[Event], batch_size: int, seed: int, size: int, augmented: bool) -> Batches:
+    """Shuffled ``sparse_batch``-es of events on a ``size``^3 grid, ``flip_events``-ed when ``augmented``."""
+
+    def make(idx: torch.Tensor, gen: torch.Generator):
+        chunk = [events[i] for i in idx.tolist()]
+        return sparse_batch(flip_events(chunk, size, gen) if augmented else chunk)
+
+    return epoch_batches(len(events), batch_size, seed, make)

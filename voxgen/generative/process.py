@@ -1,0 +1,58 @@
+"""The interface of a generative process, apart from any network.
+
+A process turns a *network* ``out(x, t) -> (B, ...)`` (``t`` (B,) the process time) into a
+training loss on data and into samples from noise. Two implement it:
+
+- ``voxgen.generative.flow.FlowMatching``: the straight conditional-OT path, t = 0 noise to
+  t = 1 data; the network is the velocity, sampling integrates dX/dt = out(X, t).
+- ``voxgen.generative.score_sde.ScoreSDE``: the VP-SDE, t = T noise to t = eps data; the network
+  predicts the noise or v, sampling solves the reverse SDE or the probability-flow ODE.
+
+Each process has its own sampler settings (a ``SamplerSettings`` subclass beside its solver);
+models and pipelines only call ``loss``, ``sample`` and ``sampler_settings``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+Network = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # out(x (B, ...), t (B,)) -> (B, ...)
+
+
+def batch_expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, ..., 1), broadcastable against ``like`` (B, ...)."""
+    return v.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+@dataclass
+class SamplerSettings:
+    """Settings every sampler shares: ``guidance`` the classifier-free guidance weight w
+    (out = (1 + w) out_cond - w out_uncond; 0 = plain conditional, 1 network evaluation per
+    solver evaluation, else 2); ``ema`` sample with the EMA weights when the run kept them."""
+
+    guidance: float = 0.0
+    ema: bool = True
+
+
+class GenerativeProcess(Protocol):
+    """What a model needs of a process: its training loss and its sampler."""
+
+    def loss(self, network: Network, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Scalar training loss of ``network`` on data ``x`` (B, ...): time, noise and target drawn here."""
+
+    def sample(
+        self,
+        network: Network,
+        noise: torch.Tensor,
+        settings: Any,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> tuple[torch.Tensor, int]:
+        """(data-side end of the process (B, ...), network evaluations) from ``noise`` ~ N(0, I)."""
+
+    def sampler_settings(self, options: Mapping[str, Any]) -> SamplerSettings:
+        """The typed sampler settings of this process from a ``sampler`` config node's entries."""
