@@ -142,8 +142,14 @@ def test_headline_metrics_sit_at_the_floor_and_worsen_monotonically(ssnet_run):
             # where the curve has saturated: within the top 20% of its rise, where a 30-second
             # SSNet's features stop separating stronger damage (FID 47 -> 133 -> 121 for noise)
             noise = c2st_error if metric == "c2st_accuracy" else 0.05 * (values.max() - values.min())
+            # FID's finite-sample bias is of the size of its floor (two samples of one distribution
+            # score it) and shrinks with the spread of the features, so a weak degradation that
+            # narrows them may dip below the floor by up to the floor itself (10% and 25% pixel
+            # dropout: FID 2.00 -> 1.19 -> 0.99 -> 9.22 with this test's SSNet); the rise below
+            # is held to the same bound as every other metric's
+            dip = max(noise, abs(floor["fid"])) if metric == "fid" else noise
             saturated = values[1:] >= values[0] + 0.8 * (values.max() - values[0])
-            assert np.all((np.diff(values) > -noise) | saturated), (name, metric, values)
+            assert np.all((np.diff(values) > -dip) | saturated), (name, metric, values)
             assert values[-1] > values[0] + 2 * noise, (name, metric, values)
     for metric in ("emd_nn", "mmd_pixels"):  # unit-charge metrics cannot see a charge scale
         assert np.allclose(curves["rescale_charge"][metric], floor[metric])
