@@ -1,11 +1,26 @@
-"""Shared fixtures: small hand-made labelled events."""
+"""Shared fixtures: small hand-made labelled events; ``VOXGEN_REQUIRE_BACKENDS``."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 
+from voxgen.errors import ConfigError
 from voxgen.events import Clusters, Event, Particle
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``VOXGEN_REQUIRE_BACKENDS=spconv,minkowski`` (CI): stop before collecting when a named sparse
+    backend cannot be loaded, where its tests would otherwise be skipped."""
+    from voxgen.nn.sparse import get_backend
+
+    for name in filter(None, os.environ.get("VOXGEN_REQUIRE_BACKENDS", "").replace(" ", "").split(",")):
+        try:
+            get_backend(name)
+        except ConfigError as err:
+            raise pytest.UsageError(f"VOXGEN_REQUIRE_BACKENDS: {err}") from None
 
 
 def make_event(rng: np.random.Generator, n_clusters: int = 3, grid: int = 768) -> Event:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from voxgen.data.batches import epoch_batches, flip_transpose, tensor_batches
+from voxgen.data.batches import EpochBatches, flip_transpose, tensor_batches
+from voxgen.errors import ConfigError
 
 
 def _epochs(batches, epochs=3):
@@ -12,16 +14,22 @@ def _epochs(batches, epochs=3):
 
 
 def test_epoch_batches_cover_full_batches_once_and_repeat_per_seed_and_epoch():
-    batches = epoch_batches(10, 3, seed=7, make=lambda idx, gen: idx)
+    batches = EpochBatches(10, 3, seed=7, make=lambda idx, gen: idx)
+    assert len(batches) == 3
     epochs = _epochs(batches)
     for epoch in epochs:
         assert len(epoch) == 3 and all(len(b) == 3 for b in epoch)  # the last partial batch is dropped
         seen = [i for b in epoch for i in b]
         assert len(set(seen)) == 9 and set(seen) <= set(range(10))
-    assert epochs == _epochs(epoch_batches(10, 3, seed=7, make=lambda idx, gen: idx))
+    assert epochs == _epochs(EpochBatches(10, 3, seed=7, make=lambda idx, gen: idx))
     assert epochs[0] != epochs[1]  # each epoch its own shuffle
-    assert epochs != _epochs(epoch_batches(10, 3, seed=8, make=lambda idx, gen: idx))
-    assert list(epoch_batches(2, 3, seed=0, make=lambda idx, gen: idx)(0)) == []
+    assert epochs != _epochs(EpochBatches(10, 3, seed=8, make=lambda idx, gen: idx))
+
+
+@pytest.mark.parametrize("n, batch_size", [(2, 3), (10, 0), (10, -4)])
+def test_a_batch_size_that_gives_no_batch_is_a_one_line_error(n, batch_size):
+    with pytest.raises(ConfigError, match=f"batch_size: {batch_size}"):
+        EpochBatches(n, batch_size, seed=0, make=lambda idx, gen: idx)
 
 
 def test_tensor_batches_keep_rows_aligned_and_flip_only_the_first():

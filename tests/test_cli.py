@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,7 +37,7 @@ def test_help_lists_commands_and_keys(capsys):
     assert all(name in out for name in COMMANDS)
     assert main(["simulate", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "splits:" in out and "workers:" in out and "sim:" in out
+    assert "splits = {train: 1000, val: 200, test: 200}" in out and "workers = 2" in out and "sim.mode = single" in out
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +143,19 @@ def test_every_subpackage_is_packaged():
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(root).parts) for p in (root / "voxgen").rglob("__init__.py")}
     assert found | {"voxgen.conf"} == listed
+
+
+@pytest.mark.parametrize("required, code", [("spconv", 0), ("spconv,nosuch", 4)])
+def test_required_sparse_backends_stop_the_run_instead_of_skipping(required, code):
+    """CI sets VOXGEN_REQUIRE_BACKENDS: a named backend that does not load is an error, not skips."""
+    root, target = Path(__file__).resolve().parents[1], "tests/test_cli.py::test_configs_ship_with_the_package"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", target],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "VOXGEN_REQUIRE_BACKENDS": required},
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    if code:
+        assert "VOXGEN_REQUIRE_BACKENDS: sparse backend 'nosuch' unknown" in result.stderr

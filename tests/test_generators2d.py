@@ -153,7 +153,7 @@ def test_sample_into_a_run_folder_keeps_the_run_record(runs):
         )
         == 0
     )
-    assert (runs / "sde" / "samples" / "samples.npz").is_file()
+    assert (runs / "sde" / "sampled" / "samples.npz").is_file()
     assert (runs / "sde" / "config.yaml").read_text() == config
 
 

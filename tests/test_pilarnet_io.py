@@ -101,3 +101,14 @@ def test_unlabelled_event_gets_one_unknown_cluster(tmp_path):
     read = PilarnetReader(write_events(tmp_path / "u.h5", [e]))[0]
     np.testing.assert_array_equal(read.coords, e.coords)
     np.testing.assert_array_equal(read.semantic, [-1, -1])
+
+
+def test_cluster_table_without_voxel_index_is_written_unlabelled(tmp_path, events):
+    """An event with a cluster table but no per-voxel cluster (a Parquet row can be one) keeps
+    its voxels and particles; its voxels become one cluster of unknown type."""
+    table_only = events[0].select(np.ones(len(events[0]), bool))
+    table_only.cluster = None
+    read = PilarnetReader(write_events(tmp_path / "t.h5", [table_only]))[0]
+    np.testing.assert_array_equal(read.coords, table_only.coords)
+    np.testing.assert_array_equal(read.semantic, np.full(len(table_only), -1))
+    assert [p.group for p in read.particles] == [p.group for p in table_only.particles]

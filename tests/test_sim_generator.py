@@ -74,6 +74,16 @@ def test_rerun_with_fewer_events_removes_stale_shards(tmp_path):
         ({"species": ["kaon"]}, "sim.species"),
         ({"momentum_mev": {"e-": [500.0, 100.0]}, "species": ["e-"]}, "sim.momentum_mev.e-"),
         ({"n_primaries": [0, 2]}, "sim.n_primaries"),
+        ({"n_primaries": [1.5, 2]}, "sim.n_primaries"),
+        ({"momentum_mev": {"p": [105.0, 1e9]}, "species": ["p"]}, "sim.momentum_mev.p"),
+        ({"tracking_cut_mev": 0.0}, "sim.tracking_cut_mev"),
+        ({"lowe_threshold_mev": -1.0}, "sim.lowe_threshold_mev"),
+        ({"efield_kv_cm": float("nan")}, "sim.efield_kv_cm"),
+        ({"box_alpha": 0.0}, "sim.box_alpha"),
+        ({"box_alpha": 1.2}, "sim.box_alpha"),
+        ({"grid": 10**6}, "sim.grid"),
+        ({"grid": None}, "sim.grid"),
+        ({"min_voxels": 0}, "sim.min_voxels"),
     ],
 )
 def test_bad_values_name_the_key(kwargs, key):

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from voxgen.sim import argon, validation
+from voxgen.sim.config import SimConfig
+from voxgen.sim.generator import simulate_event
 
 
 @pytest.mark.parametrize("species, momentum, reference_cm", [("mu-", 300, 82), ("mu-", 800, 310), ("p", 800, 50)])
@@ -67,3 +69,47 @@ def test_recombination_for_mips():
     track = event.semantic == 1
     per_mev = event.electrons[track].sum() / event.energy[track].sum()
     assert 0.55 / argon.W_ION < per_mev < 0.75 / argon.W_ION
+
+
+@pytest.mark.parametrize("efield", [0.1, 0.273, 0.5, 1.0, 2.0])
+def test_recombination_is_bounded_and_non_increasing(efield):
+    """ArgoNeuT alpha, beta: R in (0, 1] and non-increasing for dE/dx from 0 to 100 MeV/cm."""
+    r = argon.box_recombination(np.linspace(0.0, 100.0, 10001), efield, 0.93, 0.212)
+    assert np.all((r > 0.0) & (r <= 1.0))
+    assert np.all(np.diff(r) <= 1e-12)
+
+
+def test_recombination_below_the_modified_box_range_holds_its_peak():
+    """At 0.5 kV/cm ln(0.93 + xi) / xi peaks at 1.54 MeV/cm with R = 0.716 (and would go
+    negative below 0.23 MeV/cm); below the peak R stays there. The original Box model
+    (alpha = 1) tends to R = 1."""
+    r = argon.box_recombination([0.0, 0.2, 1.0, 1.537], 0.5, 0.93, 0.212)
+    np.testing.assert_allclose(r, 0.7159, atol=1e-4)
+    assert argon.box_recombination(0.0, 0.5, 1.0, 0.212) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_mip_charge_yield():
+    """2.105 MeV/cm at 0.5 kV/cm: R = ln(0.93 + 0.639) / 0.639 = 0.705, so R / W_ion = 29,870 e-/MeV."""
+    r = argon.box_recombination(2.105, 0.5, 0.93, 0.212)
+    assert r == pytest.approx(0.705, abs=0.001)
+    assert r / argon.W_ION == pytest.approx(29_870, rel=0.002)
+
+
+def test_point_deposits_ionise_like_stopping_electrons():
+    """A sub-MeV electron deposited at one point gets the mean dE/dx of its stopping path,
+    T / R_CSDA(T): above its starting dE/dx, rising as T falls (to dE/dx(10 keV) = 23.5 MeV/cm
+    and no further), 2.34 MeV/cm at 1 MeV."""
+    kinetic = np.array([0.001, 0.01, 0.05, 0.1, 0.5, 1.0])
+    mean = argon.mean_stopping_dedx(kinetic, argon.ELECTRON_MASS)
+    assert np.all(np.diff(mean[1:]) < 0)
+    assert np.all(mean[2:] > argon.bethe_dedx(kinetic[2:], argon.ELECTRON_MASS))
+    np.testing.assert_allclose(mean[[0, 1, -1]], [23.5, 23.5, 2.34], rtol=0.01)
+
+
+def test_simulated_electrons_are_never_negative():
+    """40 single-particle events of every species: 0 < electrons <= energy / W_ion per voxel."""
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        event = simulate_event(SimConfig(), rng)
+        assert np.all(event.electrons > 0)
+        assert np.all(event.electrons <= event.energy / argon.W_ION * (1 + 1e-9))

@@ -103,3 +103,37 @@ def test_resuming_another_models_checkpoint_is_a_one_line_error(tmp_path):
         train(Wider(), batches, cfg(epochs=2), tmp_path)
     # a run that finished its epochs reports its last logged figures when called again
     assert train(LinearFit(), batches, cfg(epochs=1), tmp_path)["step"] > 0
+
+
+def test_a_resumed_run_says_so_keeps_one_row_per_step_and_counts_all_its_time(tmp_path, capsys):
+    class Killed(Exception):
+        pass
+
+    def dying_batches(epoch):
+        for i, b in enumerate(batches(epoch)):
+            if epoch == 1 and i == 6:
+                raise Killed
+            yield b
+
+    settings = dict(log_every=1, checkpoint_every=5, schedule="none")
+    with pytest.raises(Killed):
+        train(LinearFit(), dying_batches, cfg(**settings), tmp_path)
+    first = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [int(r["step"]) for r in first][-1] == 16  # logged past the checkpoint at step 15
+    capsys.readouterr()
+    last = train(LinearFit(), batches, cfg(**settings), tmp_path)
+    said = capsys.readouterr().out
+    assert "resuming" in said and "epoch 2/8, step 15" in said
+    steps = [int(r["step"]) for r in csv.DictReader((tmp_path / "metrics.csv").open())]
+    assert steps == list(range(1, 81))  # each step once, in order
+    seconds = [float(r["seconds"]) for r in csv.DictReader((tmp_path / "metrics.csv").open())]
+    assert seconds == sorted(seconds)  # the clock continues from the checkpoint, it does not restart
+    assert last["seconds"] >= float(first[13]["seconds"])
+
+
+def test_zero_training_steps_is_an_error_not_a_success(tmp_path):
+    with pytest.raises(ConfigError, match="no training batch"):
+        train(LinearFit(), lambda epoch: iter(()), cfg(epochs=1), tmp_path)
+    for bad in ({"max_steps_per_epoch": -1}, {"log_every": 0}, {"epochs": 0}, {"lr": float("nan")}):
+        with pytest.raises(ConfigError, match="trainer."):
+            cfg(**bad)

@@ -4,10 +4,11 @@
 #   bash tools/install_minkowski.sh            # build once (~8 min on 2 cores), then reuse the wheel
 #
 # The built wheel is cached in $VOXGEN_WHEEL_CACHE (default ~/.cache/voxgen/wheels), keyed by the
-# Python and torch versions it was built against, so a second install takes seconds. The recipe
-# (../shared/reference.md): Debian's libopenblas-dev; a build environment with numpy<2 and
-# setuptools<60; `setup.py ... --cpu_only --blas=openblas`; and `from collections import Sequence`
-# changed to collections.abc. At run time it works with numpy 2.
+# Python and torch versions it was built against, so a second install takes seconds. The source
+# comes through pip, so the user's pip configuration (index, mirror, proxy) applies, and is checked
+# against its sha256. The recipe (../shared/reference.md): Debian's libopenblas-dev; a build
+# environment with numpy<2 and setuptools<60; `setup.py ... --cpu_only --blas=openblas`; and
+# `from collections import Sequence` changed to collections.abc. At run time it works with numpy 2.
 set -euo pipefail
 
 PYTHON=${PYTHON:-python}
@@ -29,15 +30,6 @@ if [[ -z "$wheel" ]]; then
     fi
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
-    # pip download would run the sdist's setup.py (which fails outside its build recipe): fetch it directly.
-    url=$(curl -fsSL https://pypi.org/simple/minkowskiengine/ | grep -o "https://[^\"#]*MinkowskiEngine-$VERSION.tar.gz" | head -1)
-    curl -fsSL "$url" -o "$work/me.tar.gz"
-    echo "$SHA256  $work/me.tar.gz" | sha256sum -c --quiet
-    tar xzf "$work/me.tar.gz" -C "$work"
-    src="$work/MinkowskiEngine-$VERSION"
-    grep -rl "from collections import Sequence" "$src/MinkowskiEngine" | xargs sed -i \
-        -e 's/^from collections import Sequence, namedtuple$/from collections import namedtuple\nfrom collections.abc import Sequence/' \
-        -e 's/^from collections import Sequence$/from collections.abc import Sequence/'
     "$PYTHON" -m venv "$work/venv"   # pins only the build tools
     "$work/venv/bin/pip" install -q "numpy<2" "setuptools<60" wheel >"$work/pip.log" 2>&1 \
         || { cat "$work/pip.log" >&2; echo "install_minkowski: could not set up the build environment" >&2; exit 1; }
@@ -45,6 +37,18 @@ if [[ -z "$wheel" ]]; then
     # whether $PYTHON is a system interpreter or itself a virtual environment's
     "$PYTHON" -c "import sysconfig; p = sysconfig.get_paths(); print(p['purelib']); print(p['platlib'])" \
         > "$("$work/venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/parent-site.pth"
+    # pip reads the source's metadata with its setup.py, which works only in the build environment
+    "$work/venv/bin/pip" download -q --no-deps --no-binary :all: --no-build-isolation -d "$work" \
+        "minkowskiengine==$VERSION" >"$work/download.log" 2>&1 \
+        || { cat "$work/download.log" >&2; echo "install_minkowski: could not download the MinkowskiEngine $VERSION source" >&2; exit 1; }
+    sdist=$(ls "$work"/*.tar.gz)
+    echo "$SHA256  $sdist" | sha256sum -c --quiet \
+        || { echo "install_minkowski: $(basename "$sdist") does not have the expected sha256" >&2; exit 1; }
+    tar xzf "$sdist" -C "$work"
+    src="$work/MinkowskiEngine-$VERSION"
+    grep -rl "from collections import Sequence" "$src/MinkowskiEngine" | xargs sed -i \
+        -e 's/^from collections import Sequence, namedtuple$/from collections import namedtuple\nfrom collections.abc import Sequence/' \
+        -e 's/^from collections import Sequence$/from collections.abc import Sequence/'
     echo "building MinkowskiEngine $VERSION (CPU, OpenBLAS); about 8 minutes on 2 cores"
     (cd "$src" && MAX_JOBS=${MAX_JOBS:-2} "$work/venv/bin/python" setup.py -q bdist_wheel --cpu_only --blas=openblas >"$work/build.log" 2>&1) \
         || { tail -30 "$work/build.log" >&2; echo "install_minkowski: build failed" >&2; exit 1; }
@@ -52,5 +56,5 @@ if [[ -z "$wheel" ]]; then
     cp "$src"/dist/*.whl "$cache/"
     wheel=$(ls "$cache"/*.whl | head -1)
 fi
-"$PYTHON" -m pip install -q --no-deps "$wheel"
+"$PYTHON" -m pip install -q "$wheel"   # its requirements: the installed torch, numpy (added if missing)
 "$PYTHON" -c "import MinkowskiEngine as ME; print('MinkowskiEngine', ME.__version__)"

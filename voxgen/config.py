@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException, OverrideParseException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -116,3 +119,148 @@ def required(cfg: DictConfig, key: str, hint: str = "") -> Any:
     if OmegaConf.is_missing(cfg, key):
         raise ConfigError(f"missing required key '{key}'" + (f" ({hint})" if hint else ""))
     return cfg[key]
+
+
+_KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[^\s#:\-][^:#]*?)\s*:(?:\s+(?P<rest>.*))?$")
+_QUOTED = re.compile(r"""\s*(?:"(?:[^"\\]|\\.)*"|'(?:[^']|'')*')""")
+
+
+def _end_of_line_comment(text: str) -> str:
+    """The ``# comment`` after a YAML value (outside a leading quoted string), or ''."""
+    quoted = _QUOTED.match(text)
+    start = quoted.end() if quoted else 0
+    hash_mark = re.search(r"(?:^|\s)#", text[start:])
+    return text[start + hash_mark.end() :].strip() if hash_mark else ""
+
+
+def key_comments(text: str) -> dict[str, str]:
+    """Every mapping key of a YAML config file by dotted name (``report.n``), with the comment
+    on its line (``n: 150  # events generated``) or '' where it has none. Keys inside flow
+    collections (``{a: 1}``) and sequences are part of their parent's value, not listed."""
+    comments: dict[str, str] = {}
+    parents: list[tuple[int, str]] = []  # (indent, key) of the enclosing block mappings
+    for line in text.splitlines():
+        match = _KEY_LINE.match(line)
+        if not match or line.lstrip().startswith("- "):
+            continue
+        indent = len(match["indent"])
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        parents.append((indent, match["key"]))
+        comments[".".join(key for _, key in parents)] = _end_of_line_comment(match["rest"] or "")
+    return comments
+
+
+def config_sources(recipe: str, overrides: list[str]) -> list[tuple[str, str]]:
+    """The files under ``conf/`` that ``compose_config(recipe, overrides)`` merges, in merge
+    order, as (path without ``.yaml``, package: the dotted key their keys land under, '' = top)."""
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        defaults = loader.compute_defaults_list(config_name=recipe, overrides=overrides, run_mode=RunMode.RUN)
+    return [
+        (d.config_path, d.package or "")
+        for d in defaults.defaults
+        if d.config_path
+        and not (d.package or "").startswith("hydra")
+        and (conf_dir() / f"{d.config_path}.yaml").is_file()
+    ]
+
+
+def key_descriptions(sources: list[tuple[str, str]]) -> dict[str, str]:
+    """Dotted key -> its one-line description (the comment beside it in the YAML) over the
+    composed ``sources``; a later file's comment replaces an earlier one, its silence does not."""
+    descriptions: dict[str, str] = {}
+    for path, package in sources:
+        for key, comment in key_comments((conf_dir() / f"{path}.yaml").read_text()).items():
+            name = f"{package}.{key}" if package else key
+            if comment or name not in descriptions:
+                descriptions[name] = comment
+    return descriptions
+
+
+def _show(value: Any) -> str:
+    """A config value as YAML flow text: null, true, [1, 2], {a: 1}."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _recipe_using(path: str) -> str | None:
+    """A recipe that takes group option ``path`` (``model/autoencoder3d``) as its own group, or None."""
+    group = path.split("/")[0]
+    return next((r for r in recipes() if (path, group) in config_sources(r, [])), None)
+
+
+class _HelpRows:
+    """The ``(key, default, description)`` rows of a composed config's help (``config_help``)."""
+
+    def __init__(self, cfg: DictConfig, sources: list[tuple[str, str]], shown: Callable[[str], bool]) -> None:
+        self.values, self.shown = OmegaConf.to_container(cfg, resolve=False), shown
+        self.descriptions = key_descriptions(sources)
+        self.presets = {package: path for path, package in sources if "/" in path}  # a package's last file wins
+        # a group placed under its own name elsewhere (model@autoencoder.model): another stage's copy
+        self.placed = {
+            package: path
+            for package, path in self.presets.items()
+            if "." in package and package.rsplit(".", 1)[1] == path.split("/")[0]
+        }
+
+    def value(self, name: str) -> Any:
+        """The (unresolved) value at dotted key ``name``."""
+        value = self.values
+        for key in name.split("."):
+            value = value[key]
+        return value
+
+    def expands(self, name: str) -> bool:
+        """Whether the mapping at ``name`` is listed key by key: keys below it carry comments."""
+        described = (key for key, text in self.descriptions.items() if text)
+        return isinstance(self.value(name), dict) and any(key.startswith(f"{name}.") for key in described)
+
+    def rows(self, name: str) -> list[tuple[str, str, str]]:
+        """Rows for the key ``name`` and, when it expands, every key below it that is shown."""
+        if name in self.placed:
+            path = self.placed[name]
+            group, recipe = path.split("/")[0], _recipe_using(path)
+            where = f"as {group}.* in conf={recipe}" if recipe else f"in conf/{path}.yaml"
+            return [(f"{name}.*", path, f"this stage's {group} keys, described {where}")] if self.shown(name) else []
+        if self.expands(name):
+            return [row for key in self.value(name) for row in self.rows(f"{name}.{key}")]
+        return [(name, _show(self.value(name)), self.descriptions.get(name, ""))] if self.shown(name) else []
+
+    def header(self, key: str) -> str:
+        """The title line of the section of top-level mapping ``key``: its preset or its description."""
+        if key in self.presets:
+            return f"{key} (preset {key}={self.presets[key].split('/')[1]})"
+        description = self.descriptions.get(key, "")
+        return f"{key} ({description})" if description else key
+
+
+def config_help(cfg: DictConfig, sources: list[tuple[str, str]], shown: Callable[[str], bool]) -> list[str]:
+    """Help lines ``key = default   description`` for the keys of ``cfg`` that ``shown(dotted key)``
+    accepts: top-level keys first, then a titled section per top-level mapping (a config group's
+    title names its preset). A mapping is one entry unless keys below it carry comments; a group
+    placed under its own name elsewhere (``model@autoencoder.model``) is one entry naming its
+    preset. ``sources``: ``config_sources`` of ``cfg``."""
+    help_rows = _HelpRows(cfg, sources, shown)
+    top: list[tuple[str, str, str]] = []
+    sections: list[tuple[str, list[tuple[str, str, str]]]] = []
+    for key in map(str, cfg):
+        if help_rows.expands(key):
+            sections.append((help_rows.header(key), help_rows.rows(key)))
+        else:
+            top += help_rows.rows(key)
+    all_rows = top + [row for _, rows in sections for row in rows]
+    width = min(max((len(f"{k} = {v}") for k, v, _ in all_rows), default=0), 44)
+    line = lambda row: f"  {f'{row[0]} = {row[1]}':<{width}}   {row[2]}".rstrip()
+    lines = [line(row) for row in top]
+    for title, rows in sections:
+        if rows:
+            lines += [title] + [line(row) for row in rows]
+    return lines

@@ -8,9 +8,14 @@ request reproduces the training mix of species and momenta.
 
 from __future__ import annotations
 
+import json
+import math
+import numbers
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +24,9 @@ from tqdm import tqdm
 
 from voxgen.data.crops import CropSet
 from voxgen.data.transforms import charge_transform
-from voxgen.errors import BadInput
+from voxgen.errors import BadInput, ConfigError
 from voxgen.events import Event, Particle
+from voxgen.generative.conditioning import PARTICLES, particle_pid
 from voxgen.generative.process import SamplerSettings
 from voxgen.models.latent3d import LatentGenerator3D, calibrate_occupancy
 from voxgen.models.sparse_ae import SparseAutoencoder3D
@@ -34,6 +40,84 @@ from voxgen.runs import (
     sampleable_run,
     training_conditions,
 )
+
+# the files ``voxgen sample`` writes into its output folder (``events.parquet`` may be a shard folder)
+OUTPUT_NAMES = ("samples.npz", "samples.png", "events.parquet", "events.h5", "event_000.png")
+
+
+def requested_momentum(value: Any) -> float | None:
+    """``cond.momentum`` in MeV/c (None: drawn from the training mix); ConfigError naming the
+    key unless a positive finite number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"cond.momentum: {value!r} is not a number (a momentum in MeV/c, or null: the training mix)")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"cond.momentum: {value!r} MeV/c is not positive and finite")
+    return float(value)
+
+
+def condition_warnings(run: str | Path, particle: str | None, momentum: float | None) -> list[str]:
+    """One line per requested condition outside the run's training conditions (``conditions.npz``):
+    a particle it never saw, a momentum (MeV/c) outside the range it saw for that particle (for
+    any particle when none is requested, or the requested one never appeared)."""
+    pids, moms = training_conditions(run)
+    names = {pid: name for name, pid in PARTICLES.items()}
+    seen = pids >= 0
+    lines, label = [], "any particle"
+    if particle is not None:
+        pid = particle_pid(particle)
+        if np.any(pids == pid):
+            seen, label = pids == pid, names[pid]
+        else:
+            trained = ", ".join(names[p] for p in np.unique(pids[seen])) or "no particle type"
+            lines.append(f"cond.particle: the run never saw a {names[pid]} in training (it saw {trained})")
+    known = moms[seen & (moms > 0)]
+    if momentum is not None and len(known) and not known.min() <= momentum <= known.max():
+        lines.append(
+            f"cond.momentum: {momentum:g} MeV/c lies outside the {known.min():.0f}-{known.max():.0f} MeV/c the run "
+            f"saw for {label} in training; samples are an extrapolation"
+        )
+    return lines
+
+
+def print_warnings(lines: list[str]) -> None:
+    """Each line on stderr as ``voxgen sample: warning: <line>``."""
+    for line in lines:
+        print(f"voxgen sample: warning: {line}", file=sys.stderr)
+
+
+def previous_outputs(out: Path) -> list[Path]:
+    """The files a previous ``voxgen sample`` wrote into the folder ``out``: its run record
+    (``manifest.json`` first, ``config.yaml``) and the "outputs" its manifest lists that carry one
+    of ``OUTPUT_NAMES``, found in ``out`` by name (wherever that run was started from).
+    ConfigError naming ``out`` when its manifest is another command's."""
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        return []
+    try:
+        record = json.loads(manifest.read_text())
+        command, listed = record["command"], list(record["outputs"])
+    except (OSError, ValueError, TypeError, KeyError):
+        raise ConfigError(f"out: {out} holds a manifest.json voxgen did not write; choose another out=") from None
+    if command != "sample":
+        raise ConfigError(f"out: {out} holds the outputs of voxgen {command}; choose another out=")
+    found = [manifest, out / "config.yaml"]
+    for path in map(Path, listed):
+        inside = Path(path.parent.name, path.name) if path.parent.name == "events.parquet" else Path(path.name)
+        if inside.parts[0] in OUTPUT_NAMES:
+            found.append(out / inside)
+    return [path for path in found if path.is_file()]
+
+
+def remove_outputs(out: Path, paths: list[Path]) -> None:
+    """Delete ``paths`` (``previous_outputs``) from ``out``, then its ``events.parquet`` shard
+    folder once empty."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    shards = out / "events.parquet"
+    if shards.is_dir() and not any(shards.iterdir()):
+        shards.rmdir()
 
 
 @dataclass
@@ -74,7 +158,7 @@ def generate(
         settings.steps = steps
     model, cfg = load_model(ckpt, name, device, use_ema=settings.ema)
     rng = np.random.default_rng(seed)
-    pid, mom = conditions(run, n, particle, momentum, rng)
+    pid, mom = conditions(run, n, particle, requested_momentum(momentum), rng)
     gen = torch.Generator().manual_seed(seed)
     start, images, nfe = time.perf_counter(), [], 0
     if name == "vpsde2d":
@@ -184,7 +268,7 @@ def generate_events(
         raise BadInput(f"{ckpt}: a {run_cfg.model.name} run samples crops (generate), not events")
     settings = _settings(run_cfg, sampler)
     model, ae, cfg = load_generator3d(ckpt, device, use_ema=settings.ema)
-    pid, mom = conditions(run, n, particle, momentum, np.random.default_rng(seed))
+    pid, mom = conditions(run, n, particle, requested_momentum(momentum), np.random.default_rng(seed))
     options = model.process.sampler_settings(OmegaConf.to_container(settings))
     if OmegaConf.to_container(settings) != OmegaConf.to_container(run_cfg.sampler):
         model.occupancy_threshold = recalibrate(model, run, options, seed, cfg.calibration_samples)

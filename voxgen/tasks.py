@@ -16,18 +16,25 @@ from omegaconf import DictConfig
 from voxgen.config import from_node, required
 from voxgen.errors import BadInput, ConfigError
 from voxgen.io.atomic import write_text_atomic
-from voxgen.io.sources import event_at, open_events
+from voxgen.io.outputs import check_output_path
+from voxgen.io.sources import event_at, event_indices, open_events
 from voxgen.manifest import write_run_record
 
 
 def simulate(cfg: DictConfig) -> dict:
-    """Simulate ``cfg.splits`` (events per split) into ``<out>/<split>/*.h5``."""
+    """Simulate ``cfg.splits`` (events per split) into ``<out>/<split>/*.h5``.
+
+    Rerun into the same ``out`` with the same settings, a killed run resumes: finished shards
+    are kept and only the others simulated. Other settings in a used ``out`` are refused.
+    """
     from voxgen.sim.config import SimConfig
     from voxgen.sim.generator import simulate_splits
+    from voxgen.sim.output import check_settings, claim_folder
 
+    splits = check_settings(cfg)
     sim_cfg = from_node(SimConfig, cfg.sim)
     out = Path(cfg.out)
-    splits = {k: int(v) for k, v in cfg.splits.items()}
+    claim_folder(cfg, splits, sim_cfg.mode)
     start = time.perf_counter()
     shards = simulate_splits(
         sim_cfg,
@@ -37,9 +44,10 @@ def simulate(cfg: DictConfig) -> dict:
         workers=cfg.workers,
         events_per_shard=cfg.events_per_shard,
         progress=cfg.progress,
+        resume=True,
+        layout=cfg.layout,
     )
     figures: dict = {"mode": sim_cfg.mode, **{f"{k}_events": v for k, v in splits.items() if v > 0}}
-    figures["events_per_s"] = round(sum(splits.values()) / (time.perf_counter() - start), 2)
     figures["seconds"] = round(time.perf_counter() - start, 2)
     write_run_record(out, "simulate", cfg, figures, outputs=[str(p) for p in shards])
     print(f"wrote {len(shards)} shards to {out} ({figures['seconds']} s)")
@@ -47,30 +55,34 @@ def simulate(cfg: DictConfig) -> dict:
 
 
 def inspect(cfg: DictConfig) -> dict:
-    """Summarise an event file or folder; prints a table, writes ``summary.json``."""
+    """Summarise an event file or folder and print a table; with ``cfg.out``, also write
+    ``<out>/summary.json`` and the run record there."""
     from voxgen.io.summary import format_summary, summarize
 
     path = Path(required(cfg, "in", "an .h5/.parquet file or folder"))
-    events = open_events(path)
+    out = None if cfg.out is None else check_output_path(cfg.out, kind="folder")
+    events = open_events(path, cfg.format)
     n = len(events) if cfg.max_events <= 0 else min(cfg.max_events, len(events))
     summary = summarize((events[i] for i in range(n)), n_events=n, progress=cfg.progress)
     print(format_summary(summary))
-    out = Path(cfg.out)
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    write_run_record(out, "inspect", cfg, summary, inputs=[str(path)], outputs=[str(out / "summary.json")])
+    if out is not None:
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_run_record(out, "inspect", cfg, summary, inputs=[str(path)], outputs=[str(out / "summary.json")])
     return summary
 
 
 def export(cfg: DictConfig) -> dict:
-    """Convert events to ``cfg.format`` (parquet, h5, ply, glb) at ``cfg.out``."""
-    from voxgen.io.export import export_events
+    """Convert events to ``cfg.format`` (parquet, h5, ply, glb) at ``cfg.out``, replacing a
+    previous export there."""
+    from voxgen.io.export import check_export, export_events
 
     src = Path(required(cfg, "in", "an .h5/.parquet file or folder"))
-    out = Path(required(cfg, "out", "output file or folder"))
-    events = open_events(src)
-    indices = range(len(events)) if cfg.events is None else list(cfg.events)
-    selected = [event_at(events, int(i), src) for i in indices]
-    written = export_events(selected, out, cfg.format, events_per_shard=cfg.events_per_shard, color_by=cfg.color_by)
+    out = check_output_path(required(cfg, "out", "output file or folder"), kind=None)
+    options = {"events_per_shard": cfg.events_per_shard, "layout": cfg.layout}
+    check_export(out, cfg.format, **options)
+    events = open_events(src, cfg.in_format, fmt_key="in_format")
+    selected = [events[i] for i in event_indices(cfg.events, len(events), src)]
+    written = export_events(selected, out, cfg.format, color_by=cfg.color_by, **options)
     figures = {"events": len(selected), "files": len(written), "format": cfg.format}
     write_run_record(out, "export", cfg, figures, inputs=[str(src)], outputs=[str(p) for p in written], beside=True)
     print(f"exported {len(selected)} events to {out} ({len(written)} files)")
@@ -83,8 +95,8 @@ def show(cfg: DictConfig) -> dict:
     from voxgen.viz.display import show_event
 
     src = Path(required(cfg, "in", "an .h5/.parquet file or folder"))
-    out = Path(cfg.out)
-    event = event_at(open_events(src), cfg.event, src)
+    out = check_output_path(cfg.out, kind="file")
+    event = event_at(open_events(src, cfg.format), cfg.event, src)
     geometry = PlaneGeometry.from_config(cfg.detector)
     show_event(event, out, geometry=geometry, title=f"{src.name} event {cfg.event}")
     figures = {"voxels": len(event), "energy_mev": round(event.total_energy, 3)}
@@ -106,9 +118,19 @@ def train(cfg: DictConfig) -> dict:
 def sample(cfg: DictConfig) -> dict:
     """``cfg.n`` samples from the generator run ``cfg.ckpt``, conditions from ``cfg.cond``: crops
     into ``<out>/samples.npz`` (the crop-set format ``voxgen evaluate`` reads) and
-    ``<out>/samples.png``, or events into ``<out>/events.parquet`` / ``events.h5`` (``cfg.format``)."""
+    ``<out>/samples.png``, or events into ``<out>/events.parquet`` / ``events.h5`` (``cfg.format``).
+    The request and the output folder are checked first; a condition outside the run's training
+    conditions is warned about on stderr and listed in the figures' "warnings"; the outputs of a
+    previous ``voxgen sample`` into ``out`` are replaced, never left beside the new ones."""
     from voxgen.runs import model_spec, sampleable_run
-    from voxgen.sample import generate
+    from voxgen.sample import (
+        condition_warnings,
+        generate,
+        previous_outputs,
+        print_warnings,
+        remove_outputs,
+        requested_momentum,
+    )
     from voxgen.viz.display import crop_grid
 
     ckpt = cfg.ckpt
@@ -116,21 +138,29 @@ def sample(cfg: DictConfig) -> dict:
         raise ConfigError(f"missing required key 'ckpt' (a trained run: voxgen train conf={cfg.model.name})")
     if cfg.n < 1:
         raise ConfigError(f"n: {cfg.n} samples asked for; need at least 1")
+    if cfg.seed < 0:
+        raise ConfigError(f"seed: {cfg.seed}; need a non-negative seed")
+    momentum = requested_momentum(cfg.cond.momentum)
     out = Path(cfg.out)
-    if (out / "checkpoints").is_dir():  # never write over a training run's own record
-        out = out / "samples"
-    if model_spec(sampleable_run(ckpt)[1].model.name).samples == "events":
-        return _sample_events(cfg, out)
+    if (out / "checkpoints").is_dir():  # never over a training run's record or its report's samples/
+        out = out / "sampled"
+    stale = previous_outputs(check_output_path(out, kind="folder"))
+    run, run_cfg = sampleable_run(ckpt)
+    warnings = condition_warnings(run, cfg.cond.particle, momentum)
+    print_warnings(warnings)
+    if model_spec(run_cfg.model.name).samples == "events":
+        return _sample_events(cfg, out, stale, warnings)
     result = generate(
         ckpt,
         cfg.n,
         seed=cfg.seed,
         device=cfg.trainer.device,
         particle=cfg.cond.particle,
-        momentum=cfg.cond.momentum,
+        momentum=momentum,
         sampler=cfg.sampler,
         progress=cfg.trainer.progress,
     )
+    remove_outputs(out, stale)
     npz = result.crops.save(out / "samples.npz")
     png = crop_grid(result.crops.images[:64], out_png=out / "samples.png")
     figures = {
@@ -139,16 +169,18 @@ def sample(cfg: DictConfig) -> dict:
         "seconds_per_image": result.seconds / cfg.n,
         "network_evaluations_per_image": result.nfe,
         "charged_pixels_per_image": float((result.crops.images > 0).sum() / cfg.n),
+        "warnings": warnings,
     }
     write_run_record(out, "sample", cfg, figures, inputs=[str(ckpt)], outputs=[str(npz), str(png)])
     print(f"wrote {cfg.n} samples to {npz} ({figures['seconds']} s, {result.nfe} network evaluations per image)")
     return figures
 
 
-def _sample_events(cfg: DictConfig, out: Path) -> dict:
-    """``sample`` for a 3D generator run: events in ``cfg.format`` and the first one displayed."""
+def _sample_events(cfg: DictConfig, out: Path, stale: list[Path], warnings: list[str]) -> dict:
+    """``sample`` for a 3D generator run: events in ``cfg.format`` and the first one displayed,
+    replacing the ``stale`` outputs of a previous sample in ``out``."""
     from voxgen.io.export import export_events
-    from voxgen.sample import generate_events
+    from voxgen.sample import generate_events, remove_outputs
     from voxgen.viz.display import show_event
 
     if cfg.format not in ("parquet", "h5"):
@@ -163,6 +195,7 @@ def _sample_events(cfg: DictConfig, out: Path) -> dict:
         sampler=cfg.sampler,
         progress=cfg.trainer.progress,
     )
+    remove_outputs(out, stale)
     written = export_events(result.events, out / f"events.{cfg.format}", cfg.format)
     png = show_event(result.events[0], out / "event_000.png", title="generated event 0")
     n_voxels = [len(e) for e in result.events]
@@ -172,6 +205,7 @@ def _sample_events(cfg: DictConfig, out: Path) -> dict:
         "seconds_per_event": result.seconds / cfg.n,
         "network_evaluations_per_event": result.nfe,
         "voxels_per_event": float(np.mean(n_voxels)),
+        "warnings": warnings,
     }
     write_run_record(
         out, "sample", cfg, figures, inputs=[str(cfg.ckpt)], outputs=[str(p) for p in written] + [str(png)]
@@ -182,7 +216,9 @@ def _sample_events(cfg: DictConfig, out: Path) -> dict:
 
 def evaluate(cfg: DictConfig) -> dict:
     """Score ``cfg.candidate`` against ``cfg.reference`` (2D crop sets ``.npz`` or 3D event
-    files); ``metrics.json``, ``report.md`` and plots in ``cfg.out``; prints the summary table."""
+    files); ``metrics.json``, ``report.md`` and plots in ``cfg.out``; prints the summary table.
+    Counts, the output folder and every item of both sets are checked before any scoring."""
+    from voxgen.evaluate.inputs import check_counts
     from voxgen.evaluate.report import summary_table, write_report
 
     ref_path = Path(required(cfg, "reference", "real images (.npz) or events (.h5/.parquet)"))
@@ -190,7 +226,8 @@ def evaluate(cfg: DictConfig) -> dict:
     images = ref_path.suffix == ".npz"
     if images != (cand_path.suffix == ".npz"):
         raise BadInput(f"{cand_path}: reference and candidate must both be image sets (.npz) or both event files")
-    out = Path(cfg.out)
+    check_counts(cfg, images)
+    out = check_output_path(cfg.out, kind="folder")
     curves = None
     if images:
         result, curves = _evaluate_image_files(cfg, ref_path, cand_path)
@@ -211,6 +248,7 @@ def evaluate(cfg: DictConfig) -> dict:
             names=(str(ref_path), str(cand_path)),
             progress=cfg.progress,
             ssnet3d=ssnet3d,
+            crop=cfg.crop,
         )
     report = write_report(out, result, curves, title=f"{cand_path.name} vs {ref_path.name}")
     print(summary_table(result))
@@ -228,21 +266,24 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def _evaluate_image_files(cfg: DictConfig, ref_path: Path, cand_path: Path) -> tuple[dict, dict | None]:
-    """``evaluate_images`` (and the degradation curves when asked) on two crop-set files."""
+    """``evaluate_images`` (and the degradation curves when asked) on two crop-set files, each
+    image checked first (``check_images``: the SSNet's crop shape, float, finite, non-negative)."""
     from voxgen.data.crops import CropSet
     from voxgen.evaluate.image_sets import degradation_curves, evaluate_images
+    from voxgen.evaluate.inputs import C2ST_FOLDS, check_images
     from voxgen.runs import load_model
 
     if cfg.ssnet is None:
         raise ConfigError(
             "missing required key 'ssnet' for image sets (an SSNet2D run folder: voxgen train conf=ssnet2d)"
         )
-    model = load_model(cfg.ssnet, "ssnet2d", cfg.device)[0]
-    reference, candidate = CropSet.load(ref_path).images, CropSet.load(cand_path).images
-    for path, array in ((ref_path, reference), (cand_path, candidate)):
-        if not np.isfinite(array).all() or (array < 0).any():
-            raise BadInput(f"{path}: images must be finite and non-negative (charge in MeV)")
-    train_images = None if cfg.train is None else CropSet.load(Path(cfg.train)).images
+    model, ssnet_cfg = load_model(cfg.ssnet, "ssnet2d", cfg.device)
+    size = ssnet_cfg.data.size
+    reference = check_images(CropSet.load(ref_path).images, str(ref_path), size, at_least=2 * C2ST_FOLDS)
+    candidate = check_images(CropSet.load(cand_path).images, str(cand_path), size, at_least=C2ST_FOLDS)
+    train_images = None
+    if cfg.train is not None:
+        train_images = check_images(CropSet.load(Path(cfg.train)).images, str(cfg.train), size, at_least=1)
     result = evaluate_images(
         model,
         reference,

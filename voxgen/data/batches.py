@@ -10,24 +10,37 @@ from typing import Any
 import numpy as np
 import torch
 
+from voxgen.errors import ConfigError
 from voxgen.events import Event, collate_sparse
 
 Batches = Callable[[int], Iterator[Any]]  # batches(epoch) -> the batches of that epoch
 SparseBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]  # coords (M, 4), energy (M, 1), labels (M,), B
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, make: Callable[[torch.Tensor, torch.Generator], Any]) -> Batches:
+class EpochBatches:
     """``batches(epoch)``: ``make(indices (batch_size,), generator)`` over a shuffle of ``n``
     items, full batches only, deterministic per (``seed``, epoch) so a resumed run sees the
-    same batches; ``make`` draws its augmentations from the same generator."""
+    same batches; ``make`` draws its augmentations from the same generator. ``len()`` is the
+    number of batches per epoch (at least 1: ConfigError naming ``batch_size`` otherwise)."""
 
-    def batches(epoch: int) -> Iterator[Any]:
-        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n - batch_size + 1, batch_size):
-            yield make(order[start : start + batch_size], gen)
+    def __init__(self, n: int, batch_size: int, seed: int, make: Callable[[torch.Tensor, torch.Generator], Any]):
+        if batch_size < 1:
+            raise ConfigError(f"batch_size: {batch_size}; must be at least 1")
+        if n < batch_size:
+            raise ConfigError(
+                f"batch_size: {batch_size} is larger than the {n} training items, so an epoch has no full batch; "
+                f"use batch_size<={n} or more data"
+            )
+        self.n, self.batch_size, self.seed, self.make = n, batch_size, seed, make
 
-    return batches
+    def __len__(self) -> int:
+        return self.n // self.batch_size
+
+    def __call__(self, epoch: int) -> Iterator[Any]:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        order = torch.randperm(self.n, generator=gen)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield self.make(order[start : start + self.batch_size], gen)
 
 
 def flip_transpose(arrays: tuple[torch.Tensor, ...], generator: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -82,7 +95,7 @@ def crop_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, se
         x, y = images[idx], labels[idx]
         return augment(x, y, gen) if augmented else (x, y)
 
-    return epoch_batches(len(images), batch_size, seed, make)
+    return EpochBatches(len(images), batch_size, seed, make)
 
 
 def tensor_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, seed: int, flips: bool = False) -> Batches:
@@ -95,7 +108,7 @@ def tensor_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, seed: int
             (first,) = flip_transpose((first,), gen)
         return (first, *rest)
 
-    return epoch_batches(len(tensors[0]), batch_size, seed, make)
+    return EpochBatches(len(tensors[0]), batch_size, seed, make)
 
 
 def event_batches(events: Sequence[Event], batch_size: int, seed: int, size: int, augmented: bool) -> Batches:
@@ -105,4 +118,4 @@ def event_batches(events: Sequence[Event], batch_size: int, seed: int, size: int
         chunk = [events[i] for i in idx.tolist()]
         return sparse_batch(flip_events(chunk, size, gen) if augmented else chunk)
 
-    return epoch_batches(len(events), batch_size, seed, make)
+    return EpochBatches(len(events), batch_size, seed, make)

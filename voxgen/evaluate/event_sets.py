@@ -9,14 +9,16 @@ is compared by chi-square and KL of shared-bin histograms (``distances.observabl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from voxgen.detector.planes import PlaneGeometry, consistency_residual
+from voxgen.errors import BadInput, ConfigError
 from voxgen.evaluate import distances, observables
-from voxgen.events import SEMANTIC_NAMES, Event
+from voxgen.events import SEMANTIC_NAMES, Event, centred_crop
 from voxgen.views import wire_plane_images
 
 EVENT_OBSERVABLES = ("n_voxels", "total_energy", "extent_x", "extent_y", "extent_z", "pca_length", "dedx")
@@ -71,14 +73,62 @@ def compare_events(
     return out
 
 
-def _read(events: Sequence[Event], index: np.ndarray, name: str) -> list[Event]:
-    """``events[i]`` for each index, each checked by ``Event.validate``."""
-    picked = []
-    for i in index:
-        event = events[int(i)]
-        event.validate(f"{name} event {int(i)}")
-        picked.append(event)
-    return picked
+class EventSet(Sequence[Event]):
+    """One set's events as they are scored: ``events[index[i]]``, each cut to its centred
+    ``crop``^3 cube (``events.centred_crop``) when ``crop`` is set and its grid is larger.
+    ``grid``: the voxels a side the scored events share; ``empty_crops``: events left out for
+    having no voxel in their crop."""
+
+    def __init__(
+        self, events: Sequence[Event], index: np.ndarray, grid: int, crop: int | None = None, empty_crops: int = 0
+    ) -> None:
+        self.events, self.index, self.grid, self.crop, self.empty_crops = events, index, grid, crop, empty_crops
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> Event:
+        event = self.events[int(self.index[i])]
+        return event if self.crop is None or event.grid == self.crop else centred_crop(event, self.crop)
+
+
+def check_event_set(events: Sequence[Event], name: str, crop: int | None = None, progress: bool = True) -> EventSet:
+    """Every event of ``events`` read and checked once: ``Event.validate``, non-negative energy
+    (MeV), one grid for the whole set; ``BadInput`` naming ``name`` and the event's index
+    otherwise. With ``crop`` (voxels a side), events on a larger grid are scored as their centred
+    crop and those with no voxel in it left out; a grid smaller than ``crop`` is refused.
+    Reading and checking costs ~0.3 ms per simulated event, under 1% of describing one."""
+    keep, grid = [], None
+    for i in tqdm(range(len(events)), desc=f"check {Path(name).name}", unit="ev", disable=not progress):
+        event, where = events[i], f"{name} event {i}"
+        event.validate(where)
+        if (event.energy < 0).any():
+            raise BadInput(f"{where}: negative energy in {int((event.energy < 0).sum())} voxels")
+        if grid is not None and event.grid != grid:
+            raise BadInput(f"{where}: on a {event.grid}-voxel grid, event 0 on a {grid}-voxel grid")
+        if crop is not None and event.grid < crop:
+            raise ConfigError(f"crop: {crop} voxels a side is larger than the {event.grid}-voxel grid of {name}")
+        grid = event.grid
+        keep.append(crop is None or event.grid == crop or len(centred_crop(event, crop)) > 0)
+    keep = np.asarray(keep, bool)
+    if not keep.any():
+        raise BadInput(f"{name}: no events" + (f" with voxels in their centred {crop}^3 crop" if len(keep) else ""))
+    return EventSet(events, np.flatnonzero(keep), grid if crop is None else crop, crop, int((~keep).sum()))
+
+
+def comparable_sets(
+    reference: Sequence[Event], candidate: Sequence[Event], names: tuple[str, str], crop: int | None, progress: bool
+) -> tuple[EventSet, EventSet]:
+    """Both sets checked (``check_event_set``) and on one grid; ``BadInput`` naming the candidate
+    file otherwise, saying which ``crop`` compares them on the same cube of voxels."""
+    ref, cand = (check_event_set(events, name, crop, progress) for events, name in zip((reference, candidate), names))
+    if ref.grid != cand.grid:
+        raise BadInput(
+            f"{names[1]}: events on a {cand.grid}-voxel grid, reference events ({names[0]}) on {ref.grid}: score "
+            f"them on the same cube with crop={min(ref.grid, cand.grid)} (each event's centred crop, as the 3D "
+            "generators are trained on)"
+        )
+    return ref, cand
 
 
 def ssnet3d_scores(features: dict[str, tuple[np.ndarray, np.ndarray]], ref: str, other: str) -> dict[str, float]:
@@ -100,25 +150,29 @@ def evaluate_events(
     names: tuple[str, str] = ("reference", "candidate"),
     progress: bool = True,
     ssnet3d=None,
+    crop: int | None = None,
 ) -> dict:
-    """{"n", "candidate": m(R1, C), "floor": m(R1, R2), "observables": {set: arrays}}.
+    """{"n", "grid", "candidate": m(R1, C), "floor": m(R1, R2), "observables": {set: arrays}},
+    with "crop" ({"size", "empty_crops": {set: events left out}}) when ``crop`` is set.
 
-    R1, R2: two disjoint random halves of ``reference`` of ``n`` events each (fewer when the
-    reference has under 2n); C: ``n`` random candidate events. The picked events are read
-    (``reference`` and ``candidate`` may be lazy readers) and validated; a bad one raises
-    ``BadInput`` naming ``names[k]`` and its index. With an ``ssnet3d`` model the scores also
-    carry ``ssnet3d_scores``.
+    Both sets are read and checked in full first (``comparable_sets``; ``reference`` and
+    ``candidate`` may be lazy readers): a bad event raises ``BadInput`` naming ``names[k]`` and
+    its index, and sets on different grids are refused unless ``crop`` (voxels a side) cuts
+    both to the same cube. R1, R2: two disjoint random halves of ``reference`` of ``n`` events
+    each (fewer when the reference has under 2n); C: ``n`` random candidate events. With an
+    ``ssnet3d`` model the scores also carry ``ssnet3d_scores``.
     """
+    reference, candidate = comparable_sets(reference, candidate, names, crop, progress)
+    if len(reference) < 4:
+        raise BadInput(f"{names[0]}: {len(reference)} usable events; the floor needs at least 4 (two halves of 2)")
+    if len(candidate) < 2:
+        raise BadInput(f"{names[1]}: {len(candidate)} usable events; need at least 2")
     rng = np.random.default_rng(seed)
     n = min(n, len(reference) // 2, len(candidate))
-    if n < 2:
-        raise ValueError(
-            f"evaluate_events needs 4 reference and 2 candidate events (have {len(reference)}, {len(candidate)})"
-        )
     order = rng.permutation(len(reference))
-    r1 = _read(reference, order[:n], names[0])
-    r2 = _read(reference, order[n : 2 * n], names[0])
-    c = _read(candidate, rng.permutation(len(candidate))[:n], names[1])
+    r1 = [reference[int(i)] for i in order[:n]]
+    r2 = [reference[int(i)] for i in order[n : 2 * n]]
+    c = [candidate[int(i)] for i in rng.permutation(len(candidate))[:n]]
     obs = {
         name: describe_events(events, progress=progress)
         for name, events in (("reference", r1), ("heldout", r2), ("candidate", c))
@@ -126,10 +180,16 @@ def evaluate_events(
     result = {
         "kind": "events",
         "n": n,
+        "grid": reference.grid,
         "candidate": compare_events(obs["reference"], obs["candidate"], r1, c, seed, n_pairs),
         "floor": compare_events(obs["reference"], obs["heldout"], r1, r2, seed, n_pairs),
         "observables": obs,
     }
+    if crop is not None:
+        result["crop"] = {
+            "size": crop,
+            "empty_crops": {"reference": reference.empty_crops, "candidate": candidate.empty_crops},
+        }
     if ssnet3d is not None:
         from voxgen.models.ssnet3d import ssnet3d_features
 

@@ -159,6 +159,13 @@ def write_report(out: Path, result: dict, curves: dict | None = None, title: str
             crop_grid(s.images[:8], s.labels[:8], out_png=out / f"{name}_grid.png", ncols=4)
             parts += [f"{name.capitalize()}:", "", f"![{name}]({name}_grid.png)", ""]
     else:
+        if "crop" in result:
+            size, empty = result["crop"]["size"], result["crop"]["empty_crops"]
+            parts += [
+                f"Events scored on their centred {size}^3-voxel crops; left out for having no voxel in "
+                f"theirs: {empty['reference']} reference and {empty['candidate']} candidate events.",
+                "",
+            ]
         plot_event_histograms(
             result["observables"]["reference"], result["observables"]["candidate"], out / "histograms.png"
         )

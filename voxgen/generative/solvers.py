@@ -4,6 +4,7 @@ returns (samples, number of score evaluations)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,7 @@ from voxgen.generative.sde import VPSDE, ScoreFn
 FIXED_GRID = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
 ADAPTIVE = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "fehlberg2")
 MAX_ADAPTIVE_STEPS = 1000
+TIME_BAR = "{l_bar}{bar}| t {n:.2f}/{total:g} [{elapsed}<{remaining}{postfix}]"  # adaptive solves
 
 
 SAMPLERS = ("euler_maruyama", "predictor_corrector", "ode")
@@ -109,6 +111,14 @@ def predictor_corrector(
     return mean, steps * (1 + corrector_steps)
 
 
+def _time_bar(method: str, steps: int, label: str, progress: bool) -> tqdm:
+    """A bar over the integration: ``steps`` steps on a fixed grid; for an adaptive method, the
+    fraction of the time interval covered (0 to 1). Either carries the evaluation count."""
+    if method in FIXED_GRID:
+        return tqdm(total=steps, desc=f"{label} {method}", unit="step", disable=not progress, leave=False)
+    return tqdm(total=1.0, desc=f"{label} {method}", bar_format=TIME_BAR, disable=not progress, leave=False)
+
+
 def odeint_counted(
     field,
     x: torch.Tensor,
@@ -127,13 +137,16 @@ def odeint_counted(
     ``MAX_ADAPTIVE_STEPS``, so a stiff stretch costs steps, never an underflow)."""
     from torchdiffeq import odeint
 
-    nfe = 0
-    bar = tqdm(desc=f"{label} {method}", unit="nfe", disable=not progress, leave=False)
+    nfe, bar = 0, _time_bar(method, steps, label, progress)
 
     def counted(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         nonlocal nfe
         nfe += 1
-        bar.update()
+        if not bar.disable:  # furthest time reached, in steps (fixed grid) or as a fraction of the interval
+            reached = min(abs(float(t) - t0) / abs(t1 - t0), 1.0) * bar.total
+            reached = math.floor(reached + 1e-9) if method in FIXED_GRID else reached
+            bar.update(max(reached - bar.n, 0))
+            bar.set_postfix(nfe=nfe, refresh=False)
         return field(y, t.expand(y.shape[0]))
 
     span = torch.tensor([t0, t1], device=x.device, dtype=x.dtype)
@@ -141,8 +154,9 @@ def odeint_counted(
         options, kwargs = {"step_size": abs(t1 - t0) / steps}, {}
     else:
         options, kwargs = {"min_step": abs(t1 - t0) / MAX_ADAPTIVE_STEPS}, {"rtol": rtol, "atol": atol}
-    out = odeint(counted, x, span, method=method, options=options, **kwargs)[-1]
-    bar.close()
+    with bar:
+        out = odeint(counted, x, span, method=method, options=options, **kwargs)[-1]
+        bar.update(bar.total - bar.n)
     return out, nfe
 
 

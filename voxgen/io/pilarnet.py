@@ -8,8 +8,19 @@ Layout (one file per shard; one entry per event, each a variable-length float32 
 - ``cluster_extra`` v2 only (K, 5): lead, momentum (MeV/c), vertex x, y, z (voxel units)
 
 Points are ordered by cluster: cluster k owns the next ``n_points[k]`` rows of ``point``.
-voxgen writes v2 exactly, plus one extra dataset other loaders ignore:
-``particle`` (P, 9): group, pid, momentum, vertex xyz, direction xyz (``Particle.as_row``).
+voxgen writes either layout (``write_events(..., layout=)``), plus what other loaders ignore:
+the dataset ``particle`` (P, 9): group, pid, momentum, vertex xyz, direction xyz
+(``Particle.as_row``), and the file attribute ``grid`` (voxels a side; read as 768 when absent).
+
+- ``v2`` stores the cluster table as it is; voxgen reads it back identically.
+- ``v1`` follows the loaders that read ``cluster`` as (K, 5) and drop its first row as the
+  low-energy scatters (PoLAr-MAE's ``PILArNet`` dataset): every low-energy voxel (semantic 4)
+  goes to the first cluster, which has n_points 0 when the event has none; fragment, group and
+  interaction ids of that cluster are those of the event's first low-energy cluster (-1 for the
+  empty one); the other clusters follow in their order. Such a loader gets every other voxel
+  with its semantic type and cluster. v1 has no per-cluster PID, momentum, vertex or lead:
+  voxgen reads them back as -1 / 0, skips an empty low-energy first cluster, and keeps the
+  truth particles from ``particle``.
 """
 
 from __future__ import annotations
@@ -21,12 +32,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from voxgen.errors import BadInput
-from voxgen.events import Clusters, Event, Particle, sort_by_cluster
+from voxgen.errors import BadInput, ConfigError
+from voxgen.events import GRID_SIZE, Clusters, Event, Particle
 from voxgen.io.atomic import atomic_path
 
 VLEN_F32 = h5py.vlen_dtype(np.float32)
 DATASETS = ("point", "cluster", "cluster_extra", "particle")
+LAYOUT_DATASETS = {"v1": ("point", "cluster", "particle"), "v2": DATASETS}
+SEMANTIC_LOWE = 4
 
 
 def check_h5(path: Path) -> None:
@@ -35,9 +48,12 @@ def check_h5(path: Path) -> None:
         raise BadInput(f"{path}: no such file")
     if not path.is_file() or not h5py.is_hdf5(path):
         raise BadInput(f"{path}: not an HDF5 file")
-    with h5py.File(path, "r") as f:
-        if "point" not in f:
-            raise BadInput(f"{path}: no 'point' dataset (not a PILArNet-M file)")
+    try:
+        with h5py.File(path, "r") as f:
+            if "point" not in f:
+                raise BadInput(f"{path}: no 'point' dataset (not a PILArNet-M file)")
+    except OSError as err:
+        raise BadInput(f"{path}: unreadable HDF5 file ({err})") from None
 
 
 def find_split_files(root: str | os.PathLike, split: str) -> list[Path]:
@@ -77,13 +93,15 @@ class PilarnetReader:
         self._handles: dict[Path, h5py.File] = {}
         self._dataset_cache: dict[Path, tuple[h5py.File, dict]] = {}
         self._pid = os.getpid()
-        counts, versions = [], []
+        counts, versions, grids = [], [], []
         for path in self.paths:
             check_h5(path)
             f = self._file(path)
             counts.append(len(f["point"]))
             versions.append(2 if "cluster_extra" in f else 1 if "cluster" in f else 0)
+            grids.append(int(f.attrs.get("grid", GRID_SIZE)))
         self.versions = dict(zip(self.paths, versions))
+        self.grids = dict(zip(self.paths, grids))  # voxels a side: voxgen's "grid" attribute, else PILArNet-M's 768
         file_index = np.repeat(np.arange(len(self.paths)), counts)
         local_index = np.concatenate([np.arange(c) for c in counts]) if counts else np.zeros(0, int)
         self._index = np.stack([file_index, local_index], axis=1)
@@ -142,9 +160,12 @@ class PilarnetReader:
             raise IndexError(i)
         fi, local = self._index[i]
         path = self.paths[fi]
-        raw = {name: None if ds is None else ds.read(local) for name, ds in self._datasets(path).items()}
+        try:
+            raw = {name: None if ds is None else ds.read(local) for name, ds in self._datasets(path).items()}
+        except OSError as err:
+            raise BadInput(f"{path} event {local}: unreadable ({err})") from None
         version = self.versions[path]
-        event = decode_event(raw, version, where=f"{path} event {local}")
+        event = decode_event(raw, version, where=f"{path} event {local}", grid=self.grids[path])
         if self.drop_lowe and event.cluster is not None:
             event = event.select(event.semantic != 4)
         if self.energy_threshold > 0:
@@ -178,7 +199,7 @@ class _EntryReader:
         return out[0]
 
 
-def decode_event(raw: dict, version: int, where: str, grid: int = 768) -> Event:
+def decode_event(raw: dict, version: int, where: str, grid: int = GRID_SIZE) -> Event:
     """Event from the raw flat arrays of one entry (``point``, ``cluster``, ...)."""
     point = np.asarray(raw["point"], dtype=np.float32)
     if point.size % 8:
@@ -195,6 +216,8 @@ def decode_event(raw: dict, version: int, where: str, grid: int = 768) -> Event:
         if table.size % width:
             raise BadInput(f"{where}: 'cluster' has {table.size} values, not a multiple of {width}")
         table = table.reshape(-1, width)
+        if version == 1 and len(table) and table[0, 0] == 0 and table[0, 4] == SEMANTIC_LOWE:
+            table = table[1:]  # the empty low-energy cluster v1 writers put first
         sizes = table[:, 0].astype(np.int64)
         if sizes.sum() != n or np.any(sizes < 0):
             raise BadInput(f"{where}: cluster sizes sum to {sizes.sum()} but there are {n} points")
@@ -255,9 +278,8 @@ def particles_from_clusters(clusters: Clusters | None) -> list[Particle]:
     return out
 
 
-def encode_event(event: Event) -> dict[str, np.ndarray]:
-    """The flat float32 arrays of one v2 entry; voxels are written in cluster order."""
-    event = sort_by_cluster(event)
+def encode_event(event: Event, layout: str = "v2") -> dict[str, np.ndarray]:
+    """The flat float32 arrays of one entry in ``layout`` ("v1" or "v2"); voxels in cluster order."""
     n = len(event)
     zeros = np.zeros(n, np.float32)
     point = np.stack(
@@ -271,42 +293,68 @@ def encode_event(event: Event) -> dict[str, np.ndarray]:
         ],
         axis=1,
     )
-    if event.clusters is None:  # unlabelled: one cluster of unknown type
-        clusters = Clusters.build(semantic=[-1], pid=[-1])
-        cluster = np.zeros(n, np.int32)
+    if event.clusters is None or event.cluster is None:  # unlabelled: one cluster of unknown type
+        clusters, cluster = Clusters.build(semantic=[-1], pid=[-1]), np.zeros(n, np.int64)
     else:
         clusters, cluster = event.clusters, event.cluster
-    sizes = np.bincount(cluster, minlength=len(clusters)).astype(np.float32)
-    table = np.stack(
-        [sizes, clusters.fragment, clusters.group, clusters.interaction, clusters.semantic, clusters.pid], axis=1
-    ).astype(np.float32)
-    extra = np.concatenate([clusters.lead[:, None], clusters.momentum[:, None], clusters.vertex], axis=1).astype(
-        np.float32
-    )
+    table, cluster = _table_v1(clusters, cluster) if layout == "v1" else (_table_v2(clusters, cluster), cluster)
     particle = np.stack([p.as_row() for p in event.particles]) if event.particles else np.zeros((0, 9), np.float32)
-    return {
-        "point": point.ravel(),
+    encoded = {
+        "point": point[np.argsort(cluster, kind="stable")].ravel(),
         "cluster": table.ravel(),
-        "cluster_extra": extra.ravel(),
         "particle": particle.ravel(),
     }
+    if layout == "v2":
+        extra = np.column_stack([clusters.lead, clusters.momentum, clusters.vertex]).astype(np.float32)
+        encoded["cluster_extra"] = extra.ravel()
+    return encoded
 
 
-def write_events(path: str | os.PathLike, events: Iterable[Event]) -> Path:
-    """Write events as one PILArNet-M v2 shard at ``path`` (atomically); returns the path.
+def _table_v2(clusters: Clusters, cluster: np.ndarray) -> np.ndarray:
+    """(K, 6) float32 v2 rows: n_points, fragment, group, interaction, semantic, pid."""
+    sizes = np.bincount(cluster, minlength=len(clusters))
+    ids = [clusters.fragment, clusters.group, clusters.interaction, clusters.semantic, clusters.pid]
+    return np.column_stack([sizes, *ids]).astype(np.float32)
+
+
+def _table_v1(clusters: Clusters, cluster: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K', 5) float32 v1 rows (n_points, fragment, group, interaction, semantic) and the (N,)
+    row of each voxel: all low-energy voxels in row 0, the other clusters after it in order."""
+    lowe = clusters.semantic == SEMANTIC_LOWE
+    others = np.flatnonzero(~lowe)
+    row_of_cluster = np.zeros(len(clusters), np.int64)
+    row_of_cluster[others] = np.arange(1, len(others) + 1)
+    ids = np.column_stack([clusters.fragment, clusters.group, clusters.interaction, clusters.semantic])
+    head = ids[lowe][:1] if lowe.any() else np.array([[-1, -1, -1, SEMANTIC_LOWE]])
+    rows = np.concatenate([head, ids[others]])
+    voxel_rows = row_of_cluster[cluster]
+    sizes = np.bincount(voxel_rows, minlength=len(rows))
+    return np.column_stack([sizes, rows]).astype(np.float32), voxel_rows
+
+
+def write_events(path: str | os.PathLike, events: Iterable[Event], layout: str = "v2") -> Path:
+    """Write events as one PILArNet-M shard at ``path`` (atomically) in ``layout`` ("v1" or "v2",
+    see the module notes); returns the path.
 
     Every event is validated first; a bad one raises ``BadInput`` naming its index and
     nothing is written.
     """
     path = Path(path)
-    encoded = {name: [] for name in DATASETS}
+    if layout not in LAYOUT_DATASETS:
+        raise ConfigError(f"layout: unknown PILArNet-M layout '{layout}' (choose v1, v2)")
+    encoded = {name: [] for name in LAYOUT_DATASETS[layout]}
+    grids = set()
     for i, event in enumerate(events):
         event.validate(where=f"{path} event {i}")
-        for name, arr in encode_event(event).items():
+        grids.add(event.grid)
+        for name, arr in encode_event(event, layout).items():
             encoded[name].append(arr)
+    if len(grids) > 1:
+        raise BadInput(f"{path}: events on different grids ({sorted(grids)} voxels a side) cannot share a file")
     n = len(encoded["point"])
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
+            f.attrs["grid"] = grids.pop() if grids else GRID_SIZE  # voxels a side; other loaders ignore it
             for name, arrays in encoded.items():
                 data = np.empty(n, dtype=object)
                 for i, arr in enumerate(arrays):  # element-wise: equal lengths must not broadcast

@@ -3,25 +3,37 @@
 
 from __future__ import annotations
 
+import shutil
 from importlib import import_module
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from voxgen.errors import ConfigError
-from voxgen.io.atomic import write_text_atomic
+from voxgen.config import from_node
+from voxgen.errors import ConfigError, VoxgenError
+from voxgen.pipelines.resume import claim_run_folder, has_trained
 from voxgen.runs import MODELS
-from voxgen.train.loop import MetricsCallback
+from voxgen.train.loop import MetricsCallback, TrainerConfig
 
 
 def run_training(cfg: DictConfig, on_metrics: MetricsCallback | None = None) -> dict:
     """Train ``cfg.model.name`` by its registered recipe (``voxgen.runs.MODELS``) into ``cfg.out``:
-    the resolved config first (``config.yaml``), then the recipe's outputs; returns its figures."""
+    the resolved config first (``config.yaml``), then the recipe's outputs; returns its figures.
+
+    The folder is claimed first (``claim_run_folder``: a new run, or the same run resumed); a new
+    run that stops on bad input before its first training step leaves no folder behind."""
     name = cfg.model.name
     if name not in MODELS:
         raise ConfigError(f"model.name: no training recipe for '{name}' (have {', '.join(MODELS)})")
+    from_node(TrainerConfig, cfg.trainer)  # range checks before anything is written
+    if "batch_size" in cfg and cfg.batch_size < 1:
+        raise ConfigError(f"batch_size: {cfg.batch_size}; must be at least 1")
+    fresh = claim_run_folder(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     module, function = MODELS[name].recipe.split(":")
-    return getattr(import_module(module), function)(cfg, out, on_metrics)
+    try:
+        return getattr(import_module(module), function)(cfg, out, on_metrics)
+    except VoxgenError:
+        if fresh and not has_trained(out):
+            shutil.rmtree(out, ignore_errors=True)
+        raise

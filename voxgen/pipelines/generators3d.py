@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from voxgen.config import compose_config, from_node
+from voxgen.config import compose_config
 from voxgen.data.event_crops import event_conditions, event_crops
 from voxgen.evaluate.event_sets import evaluate_events
 from voxgen.evaluate.generators3d import conditioning_study, plot_conditioning, request_name, write_generator_report
@@ -27,7 +27,7 @@ from voxgen.pipelines import run_training
 from voxgen.runs import load_model, locate_run, write_calibration
 from voxgen.sample import recalibrate, sample_events
 from voxgen.train.generators3d import train_latent_generator
-from voxgen.train.loop import MetricsCallback, TrainerConfig, write_metrics
+from voxgen.train.loop import MetricsCallback, write_metrics
 from voxgen.viz.display import show_event
 
 
@@ -106,7 +106,6 @@ def report_stage(cfg: DictConfig, out: Path, model, autoencoder, sampler, figure
 
 def generator3d_job(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None = None) -> dict:
     """Stages 1-5 (module docstring) into ``out``; the run's figures, also in ``metrics.json``."""
-    from_node(TrainerConfig, cfg.trainer)  # a bad trainer config fails before stage 1
     ae_path = autoencoder_stage(cfg, out, on_metrics)
     autoencoder, _ = load_model(ae_path, "autoencoder3d", cfg.trainer.device)
     model, figures, occupied_fraction = train_latent_generator(cfg, out, autoencoder, on_metrics)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
+from scipy.special import lambertw
 
 DENSITY = 1.396  # g/cm^3
 Z_OVER_A = 18.0 / 39.948
@@ -112,9 +113,34 @@ def highland_theta0(p, beta, step_cm):
     return 13.6 / (beta * p) * np.sqrt(x) * np.maximum(1.0 + 0.038 * np.log(x / beta**2), 0.1)
 
 
-def box_recombination(dedx, efield_kv_cm: float, alpha: float, beta: float):
-    """Modified Box survival fraction R = ln(alpha + xi) / xi, xi = beta dE/dx / (rho E)."""
-    xi = beta * np.maximum(np.asarray(dedx, dtype=np.float64), 1e-3) / (DENSITY * efield_kv_cm)
+def mean_stopping_dedx(kinetic, mass: float) -> np.ndarray:
+    """Mean dE/dx (MeV/cm) over the whole path of a particle that stops: T / R_CSDA(T).
+
+    ``kinetic`` (MeV, any shape). Below ``RangeTable.T_LOW`` the loss rate is taken as
+    constant at dE/dx(T_LOW), which also closes the range the table leaves out there.
+    """
+    t = np.asarray(kinetic, dtype=np.float64)
+    table = range_table(mass)
+    floor = float(bethe_dedx(table.T_LOW, mass))
+    return np.where(t > table.T_LOW, t / (table.range_of(t) + table.T_LOW / floor), floor)
+
+
+def box_recombination(dedx, efield_kv_cm: float, alpha: float, beta: float) -> np.ndarray:
+    """Fraction R of ionisation electrons escaping recombination, for dE/dx (MeV/cm, any shape).
+
+    Modified Box model (ArgoNeuT, Acciarri et al., JINST 8 (2013) P08005, fitted on stopping
+    protons and deuterons): R = ln(alpha + xi) / xi with xi = beta dE/dx / (rho E).
+    The formula is made for densely ionising tracks: with alpha < 1 it peaks at xi* and falls
+    below it, to R < 0 once alpha + xi < 1. Below xi* (1.54 MeV/cm at 0.5 kV/cm with the
+    ArgoNeuT alpha = 0.93, beta = 0.212) R is held at its peak value. This is the dE/dx floor
+    LArSoft applies before the modified Box (1 MeV/cm there, ISCalcSeparate), placed at the
+    peak so that R is continuous, non-increasing in dE/dx and in (0, 1] for any field and
+    0 < alpha <= 1. With u* = alpha + xi* the root of u ln u = u - alpha,
+    u* = exp(1 + W0(-alpha / e)) (Lambert W) and the peak value is R(xi*) = 1 / u*.
+    """
+    # alpha = 1 (the original Box model) has no peak: R rises to 1 as xi -> 0
+    xi_floor = float(np.exp(1.0 + lambertw(-alpha / np.e).real)) - alpha if alpha < 1.0 else 1e-6
+    xi = np.maximum(beta * np.asarray(dedx, dtype=np.float64) / (DENSITY * efield_kv_cm), xi_floor)
     return np.log(alpha + xi) / xi
 
 

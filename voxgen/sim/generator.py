@@ -6,12 +6,22 @@ it is the same whatever the number of worker processes.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
 from pathlib import Path
 
+import h5py
 import numpy as np
 from tqdm import tqdm
 
+from voxgen.errors import ConfigError, VoxgenError
 from voxgen.events import Event
 from voxgen.io.pilarnet import write_events
 from voxgen.sim.config import SimConfig
@@ -19,6 +29,7 @@ from voxgen.sim.transport import Transport, TransportParams, isotropic
 from voxgen.sim.voxelize import segment_points, voxelize
 
 MAX_DRAWS = 100
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _transport_params(cfg: SimConfig) -> TransportParams:
@@ -91,12 +102,85 @@ def simulate_event(cfg: SimConfig, rng: np.random.Generator, mode: str | None = 
         event = _simulate_once(cfg, rng, mode)
         if len(event) >= cfg.min_voxels:
             return event
-    raise RuntimeError(f"no event with {cfg.min_voxels} voxels in {MAX_DRAWS} draws; check sim settings")
+    raise ConfigError(f"sim.min_voxels: no event with {cfg.min_voxels} voxels in {MAX_DRAWS} draws; lower it")
 
 
 def _simulate_chunk(args: tuple[SimConfig, list[np.random.SeedSequence], str]) -> list[Event]:
     cfg, seeds, mode = args
     return [simulate_event(cfg, np.random.default_rng(s), mode) for s in seeds]
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: the worker ends when ``parent_pid`` does, however that ends.
+
+    On Linux the kernel SIGKILLs the worker when its parent exits (prctl PR_SET_PDEATHSIG):
+    immediate, whatever the worker is doing (blocked on its task pipe, or deep in numpy), no
+    thread or polling; the check of the parent pid afterwards covers a parent that died before
+    the prctl. Elsewhere a daemon thread polls ``os.getppid()`` once a second. The worker
+    ignores Ctrl-C and SIGTERM: the parent handles them and stops its workers (workers write
+    no files, so nothing is left half-written).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    else:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _start_pool(workers: int) -> ProcessPoolExecutor:
+    """``workers`` processes that never outlive this one (``_die_with_parent``).
+
+    Started with ``spawn``: the same on every platform, safe beside threads (the progress bar's
+    monitor), and each worker's parent is this process (a fork server would stand between).
+    """
+    return ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
+    )
+
+
+def _stop_pool(pool: ProcessPoolExecutor, finished: bool) -> None:
+    """Shut the pool down; unless the work ``finished``, kill the workers at once rather than
+    wait for the chunks they are on (``kill_workers`` is public from Python 3.14)."""
+    if not finished:
+        if hasattr(pool, "kill_workers"):
+            pool.kill_workers()
+        else:
+            for process in list(pool._processes.values()):
+                process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def shard_sizes(n_events: int, events_per_shard: int) -> list[int]:
+    """Events in each shard of a dataset: full shards, then the remainder."""
+    full, rest = divmod(n_events, events_per_shard)
+    return [events_per_shard] * full + ([rest] if rest else [])
+
+
+def is_complete_shard(path: Path, n_events: int) -> bool:
+    """Whether ``path`` is a readable PILArNet-M shard (either layout) of exactly ``n_events`` events."""
+    try:
+        with h5py.File(path, "r") as f:
+            if "point" not in f or any(getattr(f[name], "shape", None) != (n_events,) for name in f):
+                return False
+            f["point"][n_events - 1]  # the data are there, not only the header
+            return True
+    except (OSError, KeyError, ValueError):
+        return False
+
+
+def _chunks(first: int, n_events: int, chunk: int) -> list[tuple[int, int]]:
+    """[start, stop) event ranges of at most ``chunk`` covering ``first .. first + n_events``."""
+    stop = first + n_events
+    return [(i, min(i + chunk, stop)) for i in range(first, stop, chunk)]
 
 
 def simulate_dataset(
@@ -109,33 +193,46 @@ def simulate_dataset(
     progress: bool = True,
     name: str = "sim",
     chunk: int = 8,
+    resume: bool = False,
+    layout: str = "v2",
 ) -> list[Path]:
-    """Simulate ``n_events`` into ``out_dir/{name}_{mode}_{shard:03d}.h5``; returns the shards.
+    """Simulate ``n_events`` into ``out_dir/{name}_{mode}_{shard:03d}.h5`` (PILArNet-M ``layout``
+    v1 or v2); returns the shards.
 
-    Each shard is written atomically; stale shards of the same name from an earlier, larger run
-    are removed once the new ones exist.
+    Each shard is written atomically. With ``resume`` the complete shards already there are
+    kept (the caller vouches they come from the same settings: shards are deterministic) and
+    only the others are simulated. Stale shards of the same name from an earlier, larger run
+    and temporary files of a killed one are removed.
     """
     out_dir = Path(out_dir)
+    sizes = shard_sizes(n_events, events_per_shard)
+    shards = [out_dir / f"{name}_{cfg.mode}_{k:03d}.h5" for k in range(len(sizes))]
+    todo = [k for k in range(len(sizes)) if not (resume and is_complete_shard(shards[k], sizes[k]))]
+    if len(todo) < len(sizes):
+        print(f"resuming: {len(sizes) - len(todo)} of {len(sizes)} shards of {name} already done")
+    for stale in out_dir.glob(f".{name}_{cfg.mode}_*.h5.*.tmp"):
+        stale.unlink()
     seeds = np.random.SeedSequence(seed).spawn(n_events)
-    tasks = [(cfg, seeds[i : i + chunk], cfg.mode) for i in range(0, n_events, chunk)]
-    shards: list[Path] = []
+    tasks = [(cfg, seeds[i:j], cfg.mode) for k in todo for i, j in _chunks(k * events_per_shard, sizes[k], chunk)]
+    pool = _start_pool(min(workers, len(tasks))) if workers > 0 and tasks else None
+    bar = tqdm(total=sum(sizes[k] for k in todo), desc=f"simulate {name}", unit="ev", disable=not progress)
     pending: list[Event] = []
-    bar = tqdm(total=n_events, desc=f"simulate {name}", unit="ev", disable=not progress)
-    pool = ProcessPoolExecutor(workers) if workers > 0 else None
+    finished = False
     try:
         results = pool.map(_simulate_chunk, tasks) if pool else map(_simulate_chunk, tasks)
         for events in results:
             pending.extend(events)
             bar.update(len(events))
-            while len(pending) >= events_per_shard or (
-                pending and len(shards) * events_per_shard + len(pending) == n_events
-            ):
-                batch, pending = pending[:events_per_shard], pending[events_per_shard:]
-                shards.append(write_events(out_dir / f"{name}_{cfg.mode}_{len(shards):03d}.h5", batch))
+            if len(pending) == sizes[todo[0]]:
+                write_events(shards[todo.pop(0)], pending, layout=layout)
+                pending = []
+        finished = True
+    except BrokenProcessPool:
+        raise VoxgenError(f"{out_dir}: a simulation worker died (killed? out of memory?); rerun to resume") from None
     finally:
         bar.close()
         if pool:
-            pool.shutdown(cancel_futures=True)
+            _stop_pool(pool, finished)
     for stale in out_dir.glob(f"{name}_{cfg.mode}_*.h5"):
         if stale not in shards:
             stale.unlink()
@@ -150,6 +247,8 @@ def simulate_splits(
     workers: int = 0,
     events_per_shard: int = 1000,
     progress: bool = True,
+    resume: bool = False,
+    layout: str = "v2",
 ) -> list[Path]:
     """``simulate_dataset`` for each split into ``root/<split>/``; split i uses the seed
     ``SeedSequence([seed, i])`` so splits are independent. Splits of 0 events are skipped."""
@@ -166,5 +265,7 @@ def simulate_splits(
                 events_per_shard=events_per_shard,
                 progress=progress,
                 name=split,
+                resume=resume,
+                layout=layout,
             )
     return shards

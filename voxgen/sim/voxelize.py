@@ -13,8 +13,10 @@ from voxgen.sim.transport import SEM_LOWE, Transport
 def segment_points(transport: Transport, spacing_cm: float) -> dict[str, np.ndarray]:
     """Sub-sample every segment into points at most ``spacing_cm`` apart.
 
-    Returns points (P, 3) cm, energy (P,) MeV, electrons (P,) after recombination, time (P,) ns,
-    length (P,) cm of path each point stands for, key (P,) cluster key.
+    Returns points (P, 3) cm, energy (P,) MeV, dedx (P,) MeV/cm of the segment, time (P,) ns,
+    length (P,) cm of path each point stands for, key (P,) cluster key. A segment's dE/dx is
+    its energy over its length; a point deposit (length 0: an electron below
+    ``point_deposit_mev`` stopping in place) gets the mean dE/dx of its stopping path.
     """
     starts, ends = np.asarray(transport.starts), np.asarray(transport.ends)
     energy, key = np.asarray(transport.energy), np.asarray(transport.key)
@@ -24,7 +26,8 @@ def segment_points(transport: Transport, spacing_cm: float) -> dict[str, np.ndar
     idx = np.repeat(np.arange(len(energy)), n_sub)
     first = np.cumsum(n_sub) - n_sub
     frac = (np.arange(len(idx)) - first[idx] + 0.5) / n_sub[idx]
-    dedx = energy / np.maximum(length, spacing_cm)
+    point = length == 0
+    dedx = np.where(point, argon.mean_stopping_dedx(energy, argon.ELECTRON_MASS), energy / np.where(point, 1.0, length))
     return {
         "points": starts[idx] + frac[:, None] * seg[idx],
         "energy": energy[idx] / n_sub[idx],

@@ -58,8 +58,14 @@ class TrainerConfig:
             raise ConfigError(f"trainer.optimizer: unknown optimizer '{self.optimizer}' (adam, adamw)")
         if self.schedule not in ("none", "step", "cosine"):
             raise ConfigError(f"trainer.schedule: unknown schedule '{self.schedule}' (none, step, cosine)")
-        if self.epochs < 1 or self.lr <= 0:
-            raise ConfigError("trainer.epochs and trainer.lr must be positive")
+        for key in ("epochs", "log_every", "checkpoint_every", "step_epochs"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"trainer.{key}: {getattr(self, key)}; must be at least 1")
+        for key in ("max_steps_per_epoch", "grad_clip", "weight_decay"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"trainer.{key}: {getattr(self, key)}; must be 0 (off) or positive")
+        if not self.lr > 0 or not self.step_gamma > 0:
+            raise ConfigError(f"trainer.lr ({self.lr}) and trainer.step_gamma ({self.step_gamma}) must be positive")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"trainer.ema_decay: {self.ema_decay} not in [0, 1)")
 
@@ -99,6 +105,7 @@ class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimiser steps taken
     batch_in_epoch: int = 0  # batches of the current epoch already used
+    seconds: float = 0.0  # training time (s) up to this state, over every session of the run
 
 
 def save_checkpoint(path: Path, model, opt, schedule, ema, state: TrainState, cfg: TrainerConfig) -> None:
@@ -162,22 +169,30 @@ def train(
         torch.set_rng_state(payload["rng"]["torch"])
         np.random.set_state(payload["rng"]["numpy"])
         random.setstate(payload["rng"]["python"])
+        print(
+            f"resuming {out} from {ckpt.relative_to(out)}: epoch {state.epoch + 1}/{cfg.epochs}, "
+            f"step {state.step}, after {state.seconds:.1f} s of training"
+        )
 
     log_path = out / "metrics.csv"
     out.mkdir(parents=True, exist_ok=True)
+    _drop_rows_after(log_path, state.step)  # rows a killed session logged past its last checkpoint
     last = _last_row(log_path)  # a run resumed after its last epoch still reports its figures
     running: dict[str, float] = {}
     running_n = 0
-    t_start = time.perf_counter()
+    t_start = time.perf_counter() - state.seconds
+    per_epoch = _steps_per_epoch(batches, cfg)
     model.train()
+    bar = tqdm(
+        total=per_epoch * cfg.epochs if per_epoch else None,
+        initial=min(state.step, per_epoch * cfg.epochs) if per_epoch else state.step,
+        desc="train",
+        disable=not cfg.progress or state.epoch >= cfg.epochs,
+        unit="step",
+    )
     while state.epoch < cfg.epochs:
-        bar = tqdm(
-            desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
-            disable=not cfg.progress,
-            unit="batch",
-            total=cfg.max_steps_per_epoch or None,
-            leave=False,
-        )
+        bar.set_description(f"epoch {state.epoch + 1}/{cfg.epochs}")
+        steps_before = state.step
         for i, batch in enumerate(batches(state.epoch)):
             if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
                 break
@@ -206,8 +221,13 @@ def train(
                 last = _log(log_path, state, running, running_n, opt, t_start, on_metrics)
                 running, running_n = {}, 0
             if state.step % cfg.checkpoint_every == 0:
+                state.seconds = time.perf_counter() - t_start
                 save_checkpoint(ckpt, model, opt, schedule, ema, state, cfg)
-        bar.close()
+        if state.step == steps_before and state.batch_in_epoch == 0:
+            raise ConfigError(
+                f"trainer: epoch {state.epoch + 1} gave no training batch (is batch_size larger than the data?); "
+                "nothing was trained"
+            )
         state.epoch += 1
         state.batch_in_epoch = 0
         if schedule:
@@ -215,11 +235,22 @@ def train(
         if running_n:
             last = _log(log_path, state, running, running_n, opt, t_start, on_metrics)
             running, running_n = {}, 0
+        state.seconds = time.perf_counter() - t_start
         save_checkpoint(ckpt, model, opt, schedule, ema, state, cfg)
         if cfg.keep_epoch_checkpoints:
             with atomic_path(ckpt.with_name(f"epoch_{state.epoch:03d}.pt")) as tmp:
                 shutil.copyfile(ckpt, tmp)
+    bar.close()
     return last
+
+
+def _steps_per_epoch(batches: Callable[[int], Iterable], cfg: TrainerConfig) -> int | None:
+    """Optimiser steps per epoch when the batcher knows its length (``len(batches)``), else None."""
+    try:
+        n = len(batches)  # type: ignore[arg-type]
+    except TypeError:
+        return cfg.max_steps_per_epoch or None
+    return min(n, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else n
 
 
 def write_metrics(out: Path, figures: dict) -> dict:
@@ -235,6 +266,22 @@ def _last_row(path: Path) -> dict:
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     return {k: float(v) for k, v in rows[-1].items() if v not in ("", None)} if rows else {}
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Keep only the rows of a metrics CSV up to optimiser step ``step`` (rewritten atomically)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    kept = [r for r in rows if int(float(r["step"])) <= step]
+    if len(kept) == len(rows):
+        return
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(kept)
 
 
 def _log(
