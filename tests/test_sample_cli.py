@@ -194,3 +194,18 @@ def test_solver_bar_runs_over_steps_or_integration_time(capsys, method, total_pa
     assert all(re.search(total_pattern, line) for line in lines), lines
     shown = [float(re.search(total_pattern, line).group(1)) for line in lines]
     assert nfe >= 5 and len(shown) >= 2 and shown == sorted(shown) and shown[-1] <= (5 if method == "rk4" else 1)
+
+
+def test_h5_samples_take_the_layout_and_keep_their_grid(run, tmp_path, capsys):
+    import h5py
+
+    from voxgen.io.pilarnet import PilarnetReader
+
+    out = tmp_path / "s"
+    assert main(["sample", f"ckpt={run}", f"out={out}", "format=h5", "layout=v1", *FAST]) == 0
+    with h5py.File(out / "events.h5", "r") as f:
+        assert "cluster_extra" not in f
+        assert all(f["cluster"][i].size % 5 == 0 for i in range(len(f["cluster"])))
+    assert {e.grid for e in PilarnetReader(out / "events.h5")} == {compose_config("autoencoder3d", []).model.grid}
+    assert main(["sample", f"ckpt={run}", f"out={tmp_path / 'x'}", "format=h5", "layout=v9", *FAST]) == 2
+    assert "layout: unknown PILArNet-M layout 'v9'" in one_line(capsys)

@@ -86,11 +86,11 @@ def test_killed_run_resumes_to_the_same_bytes(finished, tmp_path, monkeypatch, c
     out = tmp_path / "sim"
     write_events, calls = voxgen.sim.generator.write_events, []
 
-    def killed_at_second_shard(path, events):
+    def killed_at_second_shard(path, events, **options):
         calls.append(path)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return write_events(path, events)
+        return write_events(path, events, **options)
 
     monkeypatch.setattr(voxgen.sim.generator, "write_events", killed_at_second_shard)
     assert simulate(out, "seed=4") == 130
@@ -216,6 +216,18 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _workers(pid: int) -> list[int]:
+    """The pool workers among ``_children(pid)`` (not multiprocessing's resource tracker)."""
+    found = []
+    for child in _children(pid):
+        try:
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:
+            continue
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -229,7 +241,7 @@ def _start_simulation(out: Path) -> subprocess.Popen:
     command += ["splits.val=0", "splits.test=0", "events_per_shard=4", "workers=2", "progress=false"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not list(out.glob("train/*.h5")) or len(_children(process.pid)) < 2:
+    while not list(out.glob("train/*.h5")) or len(_workers(process.pid)) < 2:
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"no workers and first shard: {process.communicate()}")
@@ -274,9 +286,8 @@ def test_sigterm_exits_143_with_one_line_and_no_temporary_files(tmp_path):
 def test_a_killed_worker_is_one_line(tmp_path):
     process = _start_simulation(tmp_path)
     workers = _children(process.pid)
-    worker = next(p for p in workers if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes())
-    os.kill(worker, signal.SIGKILL)
-    _, err = process.communicate(timeout=30)
+    os.kill(_workers(process.pid)[0], signal.SIGKILL)
+    _, err = process.communicate(timeout=60)
     assert not _wait_gone(workers, 5.0)
     assert process.returncode == 2
     assert err.strip().splitlines() == [

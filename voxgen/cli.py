@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 DEFAULT_RECIPE = {"train": "flowmatch3d", "sample": "flowmatch3d"}  # the main job: 3D events
 
 SAMPLE_ONLY_KEYS = ("ckpt", "n", "cond", "format")
-SAMPLE_KEYS = ("out", "seed", "sampler", "trainer.device", "trainer.progress", *SAMPLE_ONLY_KEYS)
+SAMPLE_KEYS = ("out", "seed", "sampler", "layout", "trainer.device", "trainer.progress", *SAMPLE_ONLY_KEYS)
 
 
 def _within(key: str, prefixes: tuple[str, ...]) -> bool:

@@ -180,11 +180,14 @@ def _sample_events(cfg: DictConfig, out: Path, stale: list[Path], warnings: list
     """``sample`` for a 3D generator run: events in ``cfg.format`` and the first one displayed,
     replacing the ``stale`` outputs of a previous sample in ``out``."""
     from voxgen.io.export import export_events
+    from voxgen.io.pilarnet import LAYOUT_DATASETS
     from voxgen.sample import generate_events, remove_outputs
     from voxgen.viz.display import show_event
 
     if cfg.format not in ("parquet", "h5"):
         raise ConfigError(f"format: '{cfg.format}' is not an event format for sampling (parquet, h5)")
+    if cfg.layout not in LAYOUT_DATASETS:
+        raise ConfigError(f"layout: unknown PILArNet-M layout '{cfg.layout}' (choose v1, v2)")
     result = generate_events(
         cfg.ckpt,
         cfg.n,
@@ -196,7 +199,7 @@ def _sample_events(cfg: DictConfig, out: Path, stale: list[Path], warnings: list
         progress=cfg.trainer.progress,
     )
     remove_outputs(out, stale)
-    written = export_events(result.events, out / f"events.{cfg.format}", cfg.format)
+    written = export_events(result.events, out / f"events.{cfg.format}", cfg.format, layout=cfg.layout)
     png = show_event(result.events[0], out / "event_000.png", title="generated event 0")
     n_voxels = [len(e) for e in result.events]
     figures = {

@@ -73,7 +73,7 @@ def report_stage(cfg: DictConfig, out: Path, model, autoencoder, sampler, figure
     exported = [
         p
         for fmt, name in (("parquet", "events.parquet"), ("h5", "events.h5"))
-        for p in export_events(generated.events, samples / name, fmt)
+        for p in export_events(generated.events, samples / name, fmt, layout=cfg.layout)
     ]
     displays = [
         show_event(e, samples / f"event_{i:03d}.png", title=f"generated event {i}: {request_name(e)}")
