@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from voxgen.evaluate.degrade import DEGRADATIONS, STRENGTHS
+from voxgen.evaluate.topology2d import topology_observables
 
 
 @pytest.fixture()
@@ -64,3 +65,35 @@ def test_noise_and_rescale_figures(images):
     assert spread.std() == pytest.approx(0.05, rel=0.1)
     scaled = DEGRADATIONS["rescale_charge"](images, 0.25, np.random.default_rng(0))
     np.testing.assert_allclose(scaled, images * 1.25, rtol=1e-6)
+
+
+def horizontal_lines(n: int, first: int, last: int) -> np.ndarray:
+    """``n`` 64x64 images, each a horizontal line over columns first..last of charges in [0.5, 2]."""
+    rng = np.random.default_rng(4)
+    out = np.zeros((n, 64, 64), np.float32)
+    for image in out:
+        image[rng.integers(20, 44), first : last + 1] = rng.uniform(0.5, 2.0, last + 1 - first)
+    return out
+
+
+def test_cut_tracks_removes_whole_pixels_in_short_stretches():
+    lines = horizontal_lines(200, 4, 58)  # 55 pixels, so 5.6 cuts of 3 pixels on average at strength 1
+    out = DEGRADATIONS["cut_tracks"](lines, 1.0, np.random.default_rng(5))
+    assert np.all((out == 0) | (out == lines))
+    # each pixel escapes each of the Poisson(5.6) cuts, placed over 57 pixels, with probability 54/57
+    removed = 1 - (out > 0).sum() / (lines > 0).sum()
+    assert removed == pytest.approx(1 - np.exp(-5.6 * 3 / 57), abs=0.03)
+    pieces = topology_observables(out)["n_clusters"]
+    assert 4.0 < pieces.mean() < 6.5
+
+
+def test_scatter_fragments_moves_pieces_whole_and_keeps_the_charge():
+    lines = horizontal_lines(100, 20, 43)  # 24 pixels: 3 or 4 pieces of up to 8, moved 8 pixels stay inside
+    out = DEGRADATIONS["scatter_fragments"](lines, 1.0, np.random.default_rng(6))
+    np.testing.assert_allclose(out.sum(axis=(1, 2)), lines.sum(axis=(1, 2)), rtol=1e-5)
+    topology = topology_observables(out)
+    assert topology["n_clusters"].mean() > 2.5 and np.median(topology["largest_share"]) < 0.6
+    near = DEGRADATIONS["scatter_fragments"](lines, 0.25, np.random.default_rng(6))  # moves of 2 pixels
+    line_row = np.argmax(lines.sum(axis=2), axis=1)
+    image, row, col = np.nonzero(near)
+    assert np.abs(row - line_row[image]).max() == 2 and col.min() >= 18 and col.max() <= 45

@@ -133,6 +133,12 @@ def test_headline_metrics_sit_at_the_floor_and_worsen_monotonically(ssnet_run):
     c2st_error = 2 * np.sqrt(0.25 / (2 * n))  # twice the cross-validated accuracy's standard error
     for name, curve in curves.items():
         assert curve["strength"] == degrade.STRENGTHS[name]
+        if name in ("cut_tracks", "scatter_fragments"):
+            # topology degradations: the SSNet-feature metrics do not see them (this test's FID
+            # under cut_tracks: 2.00 -> 0.72 -> 0.41 -> 1.13); the topology KLs do
+            # (tests/test_topology2d.py, docs/evaluation/topology2d.md)
+            assert curve["fid"][0] == pytest.approx(floor["fid"], rel=1e-9, abs=1e-12)
+            continue
         for metric in HEADLINE:
             values = np.asarray(curve[metric])
             assert values[0] == pytest.approx(floor[metric], rel=1e-9, abs=1e-12), (name, metric)

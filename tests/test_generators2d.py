@@ -79,6 +79,13 @@ def test_recipes_write_figures_checkpoints_and_previews(runs):
         ]
     for run in ("pc", "sde"):
         assert (runs / run / "preview.png").is_file() and (runs / run / "conditions.npz").is_file()
+    # the previews draw samples beside held-out crops of the same requests, the species taking turns
+    for run, data in (("pc", "vq"), ("sde", "sde")):
+        held_out = CropSet.load(runs / data / "data" / "test_crops.npz")
+        first = [held_out.momentum[held_out.pid == pid][0] for pid in (1, 2)]
+        preview = json.loads((runs / run / "metrics.json").read_text())
+        assert preview["preview_requests"] == [f"electron {first[0]:.0f} MeV/c", f"muon {first[1]:.0f} MeV/c"]
+        assert preview["preview_seconds_per_image"] > 0
 
 
 @pytest.mark.parametrize(

@@ -304,6 +304,10 @@ def test_flowmatch3d_run_writes_report_exports_and_figures(runs):
         "samples/event_000.png",
     ):
         assert part in report
+    # held-out events beside generated events of the same requests, first in the report: 2 per species
+    assert [name.split(" at ")[0] for name in figures["comparison"]] == ["electron", "electron", "muon", "muon"]
+    assert (fm / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report.index("](comparison.png)") < report.index("## Autoencoder") and "connected tracks" in report
     parquet, h5 = read_parquet(fm / "samples" / "events.parquet"), open_events(fm / "samples" / "events.h5")
     assert len(parquet) == len(h5) == 8
     for a, i in zip(parquet, range(8)):

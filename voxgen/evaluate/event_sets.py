@@ -2,8 +2,10 @@
 
 Per event: voxel count, total energy (MeV), extents and PCA length (cm); per track voxel:
 dE/dx (MeV/cm); per event pair: Sinkhorn divergence between the energy clouds (cm); per event:
-the three-plane consistency residual of its U/V/Y projections. Each observable's distribution
-is compared by chi-square and KL of shared-bin histograms (``distances.observable_scores``); R1 vs C beside R1 vs R2.
+the three-plane consistency residual of its U/V/Y projections; per event: its topology (connected
+clusters, the share of the energy in the largest, gaps along the principal axis: ``topology``).
+Each observable's distribution is compared by chi-square and KL of shared-bin histograms
+(``distances.observable_scores``); R1 vs C beside R1 vs R2.
 """
 
 from __future__ import annotations
@@ -17,11 +19,20 @@ from tqdm import tqdm
 
 from voxgen.detector.planes import PlaneGeometry, consistency_residual
 from voxgen.errors import BadInput, ConfigError
-from voxgen.evaluate import distances, observables
+from voxgen.evaluate import distances, observables, topology
 from voxgen.events import SEMANTIC_NAMES, Event, centred_crop
 from voxgen.views import wire_plane_images
 
-EVENT_OBSERVABLES = ("n_voxels", "total_energy", "extent_x", "extent_y", "extent_z", "pca_length", "dedx")
+EVENT_OBSERVABLES = (
+    "n_voxels",
+    "total_energy",
+    "extent_x",
+    "extent_y",
+    "extent_z",
+    "pca_length",
+    "dedx",
+    *topology.TOPOLOGY_OBSERVABLES,
+)
 
 
 def plane_residual(event: Event, geometry: PlaneGeometry | None = None) -> float:
@@ -36,12 +47,12 @@ def plane_residual(event: Event, geometry: PlaneGeometry | None = None) -> float
 def describe_events(
     events: Sequence[Event], geometry: PlaneGeometry | None = None, progress: bool = True
 ) -> dict[str, np.ndarray]:
-    """(E,) arrays of ``observables.event_observables`` plus ``plane_residual``, and ``dedx``:
-    the track dE/dx samples of all events (MeV/cm; the whole event is one track when it has no
-    semantic labels)."""
+    """(E,) arrays of ``observables.event_observables``, ``topology.topology_observables`` and
+    ``plane_residual``, and ``dedx``: the track dE/dx samples of all events (MeV/cm; the whole
+    event is one track when it has no semantic labels)."""
     rows, dedx, residual = [], [], []
     for event in tqdm(events, desc="observables", unit="ev", disable=not progress):
-        rows.append(observables.event_observables(event))
+        rows.append(observables.event_observables(event) | topology.topology_observables(event))
         labelled = event.semantic is not None
         dedx.append(observables.track_dedx(event, 1 if labelled else None))
         residual.append(plane_residual(event, geometry))

@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from voxgen.evaluate import c2st, collapse, degrade, distances, observables
+from voxgen.evaluate.topology2d import TOPOLOGY_OBSERVABLES, topology_observables
 
 CHARGED_MEV = 0.0  # pixels above this count as charged for the SSNet statistics
 
@@ -27,11 +28,17 @@ HEADLINE = ("fid", "mmd_features", "c2st_accuracy", "kl_shower_count", "pixel_ch
 # emd_nn and mmd_pixels compare unit-charge images, and SSNet does not see it (it is trained with
 # 0.9-1.1 charge-scale augmentation; measured FID 0.50 -> 0.50 at +50%), so neither do the
 # metrics built on its features and labels. Random pixel dropout leaves the charges of the
-# surviving pixels distributed as before. pixel_charge_w1 is the charge-scale check.
+# surviving pixels distributed as before, and so do cutting tracks and scattering their pieces
+# (which remove or move pixels whole). pixel_charge_w1 is the charge-scale check. The topology
+# figures (topology2d) depend on which pixels are charged and on charge ratios, so a global charge
+# scale leaves them unchanged too.
 SSNET_BASED = ("fid", "mmd_features", "c2st_accuracy", "kl_shower_count", "kl_track_score")
-BLIND = {(m, "rescale_charge") for m in SSNET_BASED + ("emd_nn", "mmd_pixels")} | {("pixel_charge_w1", "pixel_dropout")}
+TOPOLOGY = tuple(f"kl_{name}" for name in TOPOLOGY_OBSERVABLES)
+BLIND = {(m, "rescale_charge") for m in SSNET_BASED + TOPOLOGY + ("emd_nn", "mmd_pixels")} | {
+    ("pixel_charge_w1", name) for name in ("pixel_dropout", "cut_tracks", "scatter_fragments")
+}
 
-OBSERVABLES = ("track_length", "track_width", "shower_pixels", "shower_charge")
+OBSERVABLES = ("track_length", "track_width", "shower_pixels", "shower_charge", *TOPOLOGY_OBSERVABLES)
 
 
 @dataclass
@@ -52,10 +59,12 @@ class ScoredImages:
         return ScoredImages(self.images[index], self.probs[index], self.features[index], self.labels[index])
 
     def observables(self) -> dict[str, np.ndarray]:
-        """(N,) track length / width (pixels), track and shower pixel counts and charges."""
+        """(N,) track length / width (pixels), track and shower pixel counts and charges, and the
+        topology figures of ``topology2d`` (clusters, largest cluster's charge share, track gaps)."""
         return {
             **observables.track_observables(self.images, self.labels),
             **observables.shower_observables(self.images, self.labels),
+            **topology_observables(self.images, CHARGED_MEV),
         }
 
 
@@ -77,7 +86,8 @@ def compare(ref: ScoredImages, cand: ScoredImages, seed: int, n_emd: int = 300) 
     ``emd_nn`` (pixels): nearest-neighbour EMD both ways over ``n_emd`` images of each set;
     ``pixel_charge_w1``: relative W1 of charged-pixel charges; ``kl_*``: KL of the SSNet output
     statistics (Lutkus et al., arXiv:2204.02496, Table 4); ``chi2_*``, ``kl_*`` of the physics
-    observables (the chi-square table of Imani, NPML 2024). Deterministic for a ``seed``.
+    observables (the chi-square table of Imani, NPML 2024) and of the per-image topology
+    (``topology2d``: clusters, largest cluster's charge share, track gaps). Deterministic for a ``seed``.
     """
     kl = distances.ssnet_kl(
         distances.ssnet_output_stats(ref.probs, ref.images, CHARGED_MEV),

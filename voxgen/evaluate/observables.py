@@ -4,6 +4,7 @@ shower charge), plus 3D event shapes, track dE/dx and a point-cloud Sinkhorn div
 
 2D images are (N, H, W) charge with SSNet labels (N, H, W) int: 0 background, 1 shower,
 2 track; lengths in pixels. 3D events are ``voxgen.events.Event``; lengths in cm, energies MeV.
+How the voxels of a 3D event hang together (connected clusters, gaps) is ``voxgen.evaluate.topology``.
 """
 
 from __future__ import annotations

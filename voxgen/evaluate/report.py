@@ -93,6 +93,10 @@ def plot_event_histograms(obs_ref: dict, obs_cand: dict, path: Path) -> Path:
         "pca_length": " (cm)",
         "dedx": " (MeV/cm)",
         "plane_residual": "",
+        "n_clusters": " (26-connected)",
+        "n_clusters_3plus": " (>= 3 voxels)",
+        "largest_share": " (of the energy)",
+        "track_gaps": " (along the axis)",
     }
     return _histogram_panels({f"{k}{u}": (obs_ref[k], obs_cand[k]) for k, u in units.items()}, path)
 

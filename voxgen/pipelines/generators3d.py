@@ -20,7 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 from voxgen.config import compose_config
 from voxgen.data.event_crops import event_conditions, event_crops
 from voxgen.evaluate.event_sets import evaluate_events
-from voxgen.evaluate.generators3d import conditioning_study, plot_conditioning, request_name, write_generator_report
+from voxgen.evaluate.generators3d import (
+    comparison_study,
+    conditioning_study,
+    plot_conditioning,
+    request_name,
+    write_generator_report,
+)
 from voxgen.evaluate.report import write_report
 from voxgen.io.export import export_events
 from voxgen.pipelines import run_training
@@ -62,8 +68,9 @@ def ssnet3d_stage(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None
 
 
 def report_stage(cfg: DictConfig, out: Path, model, autoencoder, sampler, figures: dict, ssnet3d=None) -> dict:
-    """Sample, export, display, evaluate and study conditioning; writes ``<out>/report.md`` and
-    returns the headline figures."""
+    """Sample, export, display, draw held-out events beside events generated for the same
+    requests (``<out>/comparison.png``), evaluate and study conditioning; writes
+    ``<out>/report.md`` and returns the headline figures."""
     rep, progress = cfg.report, cfg.trainer.progress
     reference = event_crops(cfg.data, "test", autoencoder.grid, progress)
     pid, mom = event_conditions(reference)
@@ -79,6 +86,8 @@ def report_stage(cfg: DictConfig, out: Path, model, autoencoder, sampler, figure
         show_event(e, samples / f"event_{i:03d}.png", title=f"generated event {i}: {request_name(e)}")
         for i, e in enumerate(generated.events[: rep.displays])
     ]
+    draw = lambda p, m, seed: sample_events(model, autoencoder, p, m, sampler, seed, progress=progress).events
+    comparison = comparison_study(draw, reference, out / "comparison.png", cfg.seed)
     result = evaluate_events(
         reference,
         generated.events,
@@ -89,7 +98,6 @@ def report_stage(cfg: DictConfig, out: Path, model, autoencoder, sampler, figure
         ssnet3d=ssnet3d,
     )
     write_report(out / "evaluation", result, title=f"{cfg.model.name} samples vs held-out events")
-    draw = lambda p, m, seed: sample_events(model, autoencoder, p, m, sampler, seed, progress=progress).events
     study = conditioning_study(draw, reference, list(rep.momenta), rep.per_condition, cfg.seed, ssnet3d)
     plot_conditioning(study, out / "conditioning.png")
     headline = {
@@ -98,6 +106,7 @@ def report_stage(cfg: DictConfig, out: Path, model, autoencoder, sampler, figure
         "network_evaluations_per_event": generated.nfe,
         "evaluation": {k: result[k] for k in ("n", "candidate", "floor")},
         "conditioning": study,
+        "comparison": comparison,
         "exports": [str(p) for p in exported],
     }
     write_generator_report(out, cfg, figures, headline, result, displays)
