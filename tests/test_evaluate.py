@@ -101,8 +101,16 @@ def test_evaluate_command_writes_report(ssnet_run, tmp_path, capsys):
     assert metrics["candidate"]["fid"] > metrics["floor"]["fid"]
     assert set(metrics["degradations"]) == set(degrade.DEGRADATIONS)
     report = (out / "report.md").read_text()
-    for png in ("histograms.png", "reference_grid.png", "candidate_grid.png", "degradations.png"):
+    pngs = (
+        "histograms.png",
+        "reference_grid.png",
+        "candidate_grid.png",
+        "degradations.png",
+        "degradations_topology.png",
+    )
+    for png in pngs:
         assert png in report and (out / png).stat().st_size > 5000
+    assert "### Topology under the same degradations" in report and "kl_largest_share" in report
     assert "mode_collapse" in metrics and (out / "manifest.json").is_file()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from voxgen.evaluate.image_sets import BLIND, HEADLINE, ScoredImages
+from voxgen.evaluate.image_sets import BLIND, HEADLINE, TOPOLOGY, ScoredImages
 from voxgen.io.atomic import atomic_path, write_text_atomic
 from voxgen.viz.display import crop_grid
 
@@ -197,6 +197,19 @@ def write_report(out: Path, result: dict, curves: dict | None = None, title: str
             "![degradations](degradations.png)",
             "",
             degradation_table(curves),
+            "",
+        ]
+        plot_degradations(curves, out / "degradations_topology.png", metrics=TOPOLOGY)
+        parts += [
+            "### Topology under the same degradations",
+            "",
+            "KL of the connected-cluster count, the clusters of 3+ pixels, the largest cluster's share "
+            "of the charge and the gaps along the principal axis, next to their floor (strength 0); "
+            "cut_tracks and scatter_fragments break tracks that the SSNet metrics above do not see.",
+            "",
+            "![topology under degradations](degradations_topology.png)",
+            "",
+            degradation_table(curves, TOPOLOGY),
             "",
         ]
     report = out / "report.md"
