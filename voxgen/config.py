@@ -264,3 +264,16 @@ def config_help(cfg: DictConfig, sources: list[tuple[str, str]], shown: Callable
         if rows:
             lines += [title] + [line(row) for row in rows]
     return lines
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved leaves of ``cfg`` by dotted key (``trainer.lr``); an empty mapping is a leaf."""
+
+    def flat(node: dict, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            out.update(flat(value, f"{name}.") if isinstance(value, dict) and value else {name: value})
+        return out
+
+    return flat(OmegaConf.to_container(cfg, resolve=True), "")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from voxgen.config import flat_config
 from voxgen.errors import ConfigError
 from voxgen.io.atomic import write_text_atomic
 
@@ -38,25 +39,13 @@ RESUMABLE_KEYS = (
 )
 
 
-def _flat(node: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in node.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flat(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def _free(key: str) -> bool:
     return any(key == free or key.startswith(f"{free}.") for free in RESUMABLE_KEYS)
 
 
 def run_differences(previous: DictConfig, current: DictConfig) -> list[str]:
     """``key=old (now new)`` for every run-naming key the two configs both set differently."""
-    old = _flat(OmegaConf.to_container(previous, resolve=True))
-    new = _flat(OmegaConf.to_container(current, resolve=True))
+    old, new = flat_config(previous), flat_config(current)
     return [
         f"{key}={old[key]} (now {new[key]})"
         for key in sorted(old.keys() & new.keys())

@@ -14,6 +14,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from voxgen.config import flat_config
 from voxgen.errors import ConfigError
 from voxgen.io.atomic import write_text_atomic
 from voxgen.io.pilarnet import LAYOUT_DATASETS
@@ -53,19 +54,9 @@ def check_settings(cfg: DictConfig) -> dict[str, int]:
     return splits
 
 
-def _flat(node: object, prefix: str = "") -> dict[str, object]:
-    if not isinstance(node, dict):
-        return {prefix.rstrip("."): node}
-    flat: dict[str, object] = {}
-    for key, value in node.items():
-        flat.update(_flat(value, f"{prefix}{key}."))
-    return flat
-
-
 def setting_differences(previous: DictConfig, current: DictConfig) -> list[str]:
     """``key=old (now key=new)`` for every key outside ``FREE_KEYS`` the two configs set differently."""
-    old = _flat(OmegaConf.to_container(previous, resolve=True))
-    new = _flat(OmegaConf.to_container(current, resolve=True))
+    old, new = flat_config(previous), flat_config(current)
     named = sorted(k for k in old.keys() | new.keys() if k.split(".")[0] not in FREE_KEYS)
     return [f"{k}={old.get(k, 'unset')} (now {k}={new.get(k, 'unset')})" for k in named if old.get(k) != new.get(k)]
 
