@@ -33,19 +33,14 @@ def save_run(folder, cfg, model) -> None:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """An untrained flowmatch3d run with the smallest networks (and its autoencoder), trained, as
-    far as its conditions.npz says, on muons of 35-800 MeV/c and electrons of 100-400 MeV/c."""
+    """An untrained flowmatch3d run with the smallest network, trained, as far as its
+    conditions.npz says, on muons of 35-800 MeV/c and electrons of 100-400 MeV/c."""
     root = tmp_path_factory.mktemp("sample_run")
     torch.manual_seed(0)
-    ae_cfg = compose_config("autoencoder3d", ["model.widths=[8,8,8,8]", "model.context_width=4"])
-    autoencoder = model_spec("autoencoder3d").build(ae_cfg.model)
-    save_run(root / "autoencoder", ae_cfg, autoencoder)
-    cfg = compose_config("flowmatch3d", ["model.base=8", "model.mults=[1,2]", "calibration_samples=2"])
-    save_run(root, cfg, model_spec("flowmatch3d").build(cfg.model, autoencoder=autoencoder))
+    cfg = compose_config("flowmatch3d", ["model.widths=[8,16]", "model.emb_dim=16"])
+    save_run(root, cfg, model_spec("flowmatch3d").build(cfg.model))
     pid = [2] * len(MUON_MOMENTA) + [1] * len(ELECTRON_MOMENTA)
     save_conditions(root, np.array(pid), np.array(MUON_MOMENTA + ELECTRON_MOMENTA))
-    calibration = {"occupancy_threshold": 2.5, "training_occupied_fraction": 0.01}  # a few coarse sites
-    (root / "calibration.json").write_text(json.dumps(calibration))
     return root
 
 
@@ -206,6 +201,6 @@ def test_h5_samples_take_the_layout_and_keep_their_grid(run, tmp_path, capsys):
     with h5py.File(out / "events.h5", "r") as f:
         assert "cluster_extra" not in f
         assert all(f["cluster"][i].size % 5 == 0 for i in range(len(f["cluster"])))
-    assert {e.grid for e in PilarnetReader(out / "events.h5")} == {compose_config("autoencoder3d", []).model.grid}
+    assert {e.grid for e in PilarnetReader(out / "events.h5")} == {compose_config("flowmatch3d", []).model.grid}
     assert main(["sample", f"ckpt={run}", f"out={tmp_path / 'x'}", "format=h5", "layout=v9", *FAST]) == 2
     assert "layout: unknown PILArNet-M layout 'v9'" in one_line(capsys)

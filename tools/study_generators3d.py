@@ -1,4 +1,4 @@
-"""flowmatch3d against diffusion3d on the same latent, at equal numbers of network evaluations,
+"""flowmatch3d against diffusion3d (the same cascade design), at equal numbers of network evaluations,
 and quality against the number of sampling steps, each figure beside its real-vs-real floor.
 
     python tools/study_generators3d.py --flow runs/flowmatch3d --diffusion runs/diffusion3d \
@@ -26,8 +26,8 @@ from matplotlib.figure import Figure
 from voxgen.data.event_crops import event_conditions, event_crops
 from voxgen.evaluate.event_sets import evaluate_events
 from voxgen.io.atomic import write_text_atomic
-from voxgen.runs import load_generator3d, load_model
-from voxgen.sample import recalibrate, sample_events
+from voxgen.runs import load_model
+from voxgen.sample import sample_events
 
 METRICS = ("ssnet3d_fid", "kl_n_voxels", "kl_total_energy", "kl_pca_length", "kl_dedx", "sinkhorn_set")
 SOLVERS = {  # label -> (run key, sampler settings for a budget of `nfe` evaluations)
@@ -54,13 +54,13 @@ def main() -> None:
     args = parser.parse_args()
 
     models = {
-        key: load_generator3d(path, "auto")
-        for key, path in (("flow", args.flow), ("diffusion", args.diffusion))
+        key: load_model(path, name)
+        for key, name, path in (("flow", "flowmatch3d", args.flow), ("diffusion", "diffusion3d", args.diffusion))
         if path is not None
     }
     ssnet3d, _ = load_model(args.ssnet3d, "ssnet3d")
-    _, ae, cfg = models["flow"]
-    reference = event_crops(cfg.data, "test", ae.grid, progress=False)
+    flow, cfg = models["flow"]
+    reference = event_crops(cfg.data, "test", flow.grid, progress=False)
     pid, mom = event_conditions(reference)
     rng = np.random.default_rng(args.seed)
     pick = rng.permutation(len(reference))[: args.n]
@@ -68,13 +68,10 @@ def main() -> None:
     for label, (key, settings) in SOLVERS.items():
         if key not in models:
             continue
-        model, ae, run_cfg = models[key]
+        model, _ = models[key]
         for nfe in args.nfe:
             sampler = model.process.sampler_settings({**settings(nfe), "guidance": args.guidance})
-            model.occupancy_threshold = recalibrate(
-                model, Path(run_cfg.out), sampler, args.seed, run_cfg.calibration_samples
-            )
-            generated = sample_events(model, ae, pid[pick], mom[pick], sampler, args.seed, progress=False)
+            generated = sample_events(model, pid[pick], mom[pick], sampler, args.seed, progress=False)
             result = evaluate_events(
                 reference, generated.events, n=args.n, seed=args.seed, progress=False, ssnet3d=ssnet3d
             )
@@ -82,7 +79,6 @@ def main() -> None:
                 "solver": label,
                 "nfe": generated.nfe,
                 "seconds_per_event": generated.seconds / args.n,
-                "occupancy_threshold": model.occupancy_threshold,
                 "candidate": {m: result["candidate"][m] for m in METRICS},
                 "floor": {m: result["floor"][m] for m in METRICS},
             }

@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("voxgen.tasks:show", "event display: projections and wire planes as a PNG"),
     "train": (
         "voxgen.tasks:train",
-        "train a model recipe (conf=flowmatch3d, diffusion3d, autoencoder3d, ssnet3d, vpsde2d, ...)",
+        "train a model recipe (conf=flowmatch3d, diffusion3d, ssnet3d, vpsde2d, ...)",
     ),
     "sample": (
         "voxgen.tasks:sample",

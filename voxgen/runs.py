@@ -3,7 +3,7 @@ through the one registry (``MODELS``), and read and write its calibration and co
 
 A run folder holds ``config.yaml`` (the resolved config), ``checkpoints/last.pt`` (resumable,
 ``voxgen.train.loop``), ``metrics.csv``/``metrics.json``, and by model: ``calibration.json``
-(a VQ-VAE's decoding threshold, a 3D generator's occupancy level) and ``conditions.npz`` (the
+(a VQ-VAE's decoding threshold) and ``conditions.npz`` (the
 training set's particle/momentum pairs a generator draws unconditioned requests from).
 """
 
@@ -24,10 +24,9 @@ from voxgen.data.transforms import ChargeTransform, charge_transform
 from voxgen.errors import BadInput, ConfigError
 from voxgen.generative.conditioning import particle_pid
 from voxgen.io.atomic import atomic_path, write_text_atomic
-from voxgen.models.latent3d import build_latent_generator
+from voxgen.models.cascade3d import build_cascade3d
 from voxgen.models.pixelcnn2d import build_pixelcnn2d
 from voxgen.models.score2d import build_score2d
-from voxgen.models.sparse_ae import build_autoencoder
 from voxgen.models.ssnet2d import build_ssnet2d
 from voxgen.models.ssnet3d import build_ssnet3d
 from voxgen.models.vqvae2d import build_vqvae2d
@@ -46,10 +45,6 @@ class ModelSpec:
     label: str
 
 
-def _latent(m: DictConfig, autoencoder) -> nn.Module:
-    return build_latent_generator(m, autoencoder.latent_channels, autoencoder.latent_grid)
-
-
 MODELS: dict[str, ModelSpec] = {
     "ssnet2d": ModelSpec(build_ssnet2d, "voxgen.train.ssnet2d:train_ssnet2d", None, "SSNet2D"),
     "vqvae2d": ModelSpec(build_vqvae2d, "voxgen.train.generators2d:train_vqvae2d", None, "the VQ-VAE"),
@@ -60,14 +55,11 @@ MODELS: dict[str, ModelSpec] = {
         build_score2d, "voxgen.pipelines.generators2d:train_vpsde2d", "crops", "the VP-SDE score model"
     ),
     "ssnet3d": ModelSpec(build_ssnet3d, "voxgen.train.ssnet3d:train_ssnet3d", None, "SSNet3D"),
-    "autoencoder3d": ModelSpec(
-        build_autoencoder, "voxgen.train.generators3d:train_autoencoder3d", None, "the 3D sparse autoencoder"
-    ),
     "flowmatch3d": ModelSpec(
-        _latent, "voxgen.pipelines.generators3d:generator3d_job", "events", "the 3D flow generator"
+        build_cascade3d, "voxgen.pipelines.generators3d:generator3d_job", "events", "the 3D flow generator"
     ),
     "diffusion3d": ModelSpec(
-        _latent, "voxgen.pipelines.generators3d:generator3d_job", "events", "the 3D diffusion generator"
+        build_cascade3d, "voxgen.pipelines.generators3d:generator3d_job", "events", "the 3D diffusion generator"
     ),
 }
 SAMPLEABLE = tuple(name for name, spec in MODELS.items() if spec.samples)
@@ -135,29 +127,10 @@ def load_model(
 ) -> tuple[nn.Module, DictConfig]:
     """(model in eval mode on ``device``, run config) of a ``name`` run folder or checkpoint; the
     EMA weights when the run kept them and ``use_ema``. ``context``: what the builder needs
-    besides the config (the autoencoder of a latent generator)."""
+    besides the config."""
     ckpt, cfg = locate_run(path, name)
     model = load_weights(ckpt, model_spec(name).build(cfg.model, **context), use_ema=use_ema)
     return model.to(resolve_device(device)).eval(), cfg
-
-
-def autoencoder_path(run: Path, cfg: DictConfig) -> Path:
-    """The autoencoder run of a 3D generator run: ``autoencoder_run`` or its ``autoencoder/``."""
-    return Path(cfg.autoencoder_run) if cfg.autoencoder_run is not None else run / "autoencoder"
-
-
-def load_generator3d(path: str | Path, device: str = "auto", use_ema: bool = True):
-    """(latent generator, its autoencoder, run config) of a flowmatch3d / diffusion3d run, the
-    generator's occupancy level read from the run's ``calibration.json`` when present."""
-    run, cfg = run_config(path)
-    if model_spec(cfg.model.name).samples != "events":
-        raise BadInput(f"{path}: a {cfg.model.name} run, not a 3D generator")
-    autoencoder, _ = load_model(autoencoder_path(run, cfg), "autoencoder3d", device)
-    model, cfg = load_model(path, cfg.model.name, device, use_ema, autoencoder=autoencoder)
-    calibration = read_calibration(run)
-    if calibration:
-        model.occupancy_threshold = calibration["occupancy_threshold"]
-    return model, autoencoder, cfg
 
 
 def sampleable_run(path: str | Path) -> tuple[Path, DictConfig]:

@@ -28,15 +28,12 @@ from voxgen.errors import BadInput, ConfigError
 from voxgen.events import Event, Particle
 from voxgen.generative.conditioning import PARTICLES, particle_pid
 from voxgen.generative.process import SamplerSettings
-from voxgen.models.latent3d import LatentGenerator3D, calibrate_occupancy
-from voxgen.models.sparse_ae import SparseAutoencoder3D
+from voxgen.models.cascade3d import SparseCascade3D
 from voxgen.runs import (
     conditions,
     decoder_transform,
-    load_generator3d,
     load_model,
     model_spec,
-    read_calibration,
     sampleable_run,
     training_conditions,
 )
@@ -202,8 +199,7 @@ class GeneratedEvents:
 
 
 def sample_events(
-    model: LatentGenerator3D,
-    autoencoder: SparseAutoencoder3D,
+    model: SparseCascade3D,
     pid: np.ndarray,
     momentum: np.ndarray,
     sampler: SamplerSettings,
@@ -211,43 +207,19 @@ def sample_events(
     batch_size: int = 50,
     progress: bool = True,
 ) -> GeneratedEvents:
-    """One event per condition (``pid`` (n,), ``momentum`` (n,) MeV/c): latents from the latent
-    generator ``model`` under ``sampler``, decoded by ``autoencoder``. Deterministic for a seed."""
+    """One event per condition (``pid`` (n,), ``momentum`` (n,) MeV/c) from the generator ``model``
+    under ``sampler``. Deterministic for a seed."""
     gen = torch.Generator().manual_seed(seed)
-    device = next(autoencoder.parameters()).device
     start, events, nfe = time.perf_counter(), [], 0
+    nan3 = (float("nan"),) * 3
     for i in tqdm(range(0, len(pid), batch_size), desc="sample events", unit="batch", disable=not progress):
         p, m = torch.from_numpy(pid[i : i + batch_size]), torch.from_numpy(momentum[i : i + batch_size])
-        z, nfe = model.sample(p, m, sampler, generator=gen, progress=progress)
-        decoded = autoencoder.decode(z.to(device), model.occupancy_threshold)
-        nan3 = (float("nan"),) * 3
+        coords, energy, nfe = model.sample(p, m, sampler, generator=gen, progress=progress)
         events += [
-            Event(c, e, particles=[Particle(int(a), float(b), nan3, nan3)], grid=autoencoder.grid)
-            for c, e, a, b in zip(decoded.coords, decoded.energy, p.tolist(), m.tolist())
+            Event(c, e, particles=[Particle(int(a), float(b), nan3, nan3)], grid=model.grid)
+            for c, e, a, b in zip(coords, energy, p.tolist(), m.tolist())
         ]
     return GeneratedEvents(events, time.perf_counter() - start, nfe)
-
-
-def recalibrate(
-    model: LatentGenerator3D,
-    run: Path,
-    sampler: SamplerSettings,
-    seed: int = 0,
-    n: int = 100,
-    fraction: float | None = None,
-) -> float:
-    """The occupancy level of ``sampler``'s latents for the generator run at ``run``, from ``n``
-    draws of the run's training conditions (``conditions.npz``) and the training latents'
-    occupied ``fraction`` (default: the one in the run's ``calibration.json``). The run's own
-    sampler has its level in ``calibration.json``; other settings (fewer steps leave samples
-    blurrier) need theirs."""
-    if fraction is None:
-        fraction = read_calibration(run)["training_occupied_fraction"]
-    pids, moms = training_conditions(run)
-    pick = np.random.default_rng(seed).permutation(len(pids))[:n]
-    return calibrate_occupancy(
-        model, fraction, torch.from_numpy(pids[pick]), torch.from_numpy(moms[pick]), sampler, seed
-    )
 
 
 def generate_events(
@@ -261,15 +233,12 @@ def generate_events(
     progress: bool = True,
 ) -> GeneratedEvents:
     """``n`` events from the 3D generator run at ``ckpt``; ``sampler`` overrides the run's
-    sampler settings (their occupancy level then recalibrated, ``recalibrate``); conditions as in
-    ``voxgen.runs.conditions``."""
+    sampler settings; conditions as in ``voxgen.runs.conditions``."""
     run, run_cfg = sampleable_run(ckpt)
     if model_spec(run_cfg.model.name).samples != "events":
         raise BadInput(f"{ckpt}: a {run_cfg.model.name} run samples crops (generate), not events")
     settings = _settings(run_cfg, sampler)
-    model, ae, cfg = load_generator3d(ckpt, device, use_ema=settings.ema)
+    model, _ = load_model(ckpt, run_cfg.model.name, device, use_ema=settings.ema)
     pid, mom = conditions(run, n, particle, requested_momentum(momentum), np.random.default_rng(seed))
     options = model.process.sampler_settings(OmegaConf.to_container(settings))
-    if OmegaConf.to_container(settings) != OmegaConf.to_container(run_cfg.sampler):
-        model.occupancy_threshold = recalibrate(model, run, options, seed, cfg.calibration_samples)
-    return sample_events(model, ae, pid, mom, options, seed, progress=progress)
+    return sample_events(model, pid, mom, options, seed, progress=progress)

@@ -111,11 +111,25 @@ def tensor_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, seed: int
     return EpochBatches(len(tensors[0]), batch_size, seed, make)
 
 
-def event_batches(events: Sequence[Event], batch_size: int, seed: int, size: int, augmented: bool) -> Batches:
-    """Shuffled ``sparse_batch``-es of events on a ``size``^3 grid, ``flip_events``-ed when ``augmented``."""
+def event_batches(
+    events: Sequence[Event],
+    batch_size: int,
+    seed: int,
+    size: int,
+    augmented: bool,
+    conditions: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Batches:
+    """Shuffled ``sparse_batch``-es of events on a ``size``^3 grid, ``flip_events``-ed when
+    ``augmented``; with ``conditions`` (pid (N,), momentum (N,) MeV/c) each batch also carries the
+    events' pid (B,) int64 and momentum (B,) float32 tensors."""
 
     def make(idx: torch.Tensor, gen: torch.Generator):
         chunk = [events[i] for i in idx.tolist()]
-        return sparse_batch(flip_events(chunk, size, gen) if augmented else chunk)
+        batch = sparse_batch(flip_events(chunk, size, gen) if augmented else chunk)
+        if conditions is None:
+            return batch
+        pid, momentum = conditions
+        rows = idx.numpy()
+        return (*batch, torch.from_numpy(pid[rows]).long(), torch.from_numpy(momentum[rows]).float())
 
     return EpochBatches(len(events), batch_size, seed, make)

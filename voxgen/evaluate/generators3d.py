@@ -1,6 +1,8 @@
-"""What the report of a 3D generator run holds beyond the event yardstick: the conditioning
-study (muon length against requested momentum, SSNet3D class rates per requested species, each
-next to real events) and ``report.md`` tying the run's figures together. The sampling itself
+"""What the report of a 3D generator run holds beyond the event yardstick: the topology and
+SSNet3D class rates per requested species and the goals they are held to (``species_study``,
+``goal_checks``), the conditioning study (muon length against requested momentum, SSNet3D class
+rates per requested species, each next to real events) and ``report.md`` tying the run's
+figures together. The sampling itself
 is the caller's (``voxgen.pipelines.generators3d``), handed in as a function."""
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from omegaconf import DictConfig
 from voxgen.data.event_crops import event_conditions
 from voxgen.evaluate.observables import event_observables
 from voxgen.evaluate.report import summary_table
+from voxgen.evaluate.topology import topology_observables
 from voxgen.events import SEMANTIC_NAMES, Event
 from voxgen.generative.conditioning import PARTICLES
 from voxgen.io.atomic import write_text_atomic
@@ -77,6 +80,69 @@ def conditioning_study(
                 )
         out["class_rates"] = rates
     return out
+
+
+TRACK_SPECIES = ("muon", "pion", "proton")  # one connected trajectory each
+SHOWER_SPECIES = ("photon", "electron")
+
+
+def species_study(reference: list[Event], generated: list[Event], ssnet3d=None) -> dict:
+    """Per requested species present in both sets: {"generated": row, "real": row}, a row holding
+    the events' count, medians of the largest cluster's energy share and of the numbers of
+    26-connected clusters (all, and of at least 3 voxels), and with ``ssnet3d`` the mean SSNet3D
+    track and shower voxel fractions. Generated events count under their requested species,
+    real ones under their primary's."""
+    out = {}
+    for name, code in PARTICLES.items():
+        sets = {
+            "generated": [e for e in generated if e.particles and e.particles[0].pid == code],
+            "real": [e for e in reference if e.particles and e.particles[0].pid == code],
+        }
+        if not all(sets.values()):
+            continue
+        out[name] = {}
+        for label, events in sets.items():
+            topo = [topology_observables(e) for e in events]
+            row = {"events": len(events)}
+            for key in ("largest_share", "n_clusters", "n_clusters_3plus"):
+                row[key] = float(np.median([t[key] for t in topo]))
+            if ssnet3d is not None:
+                fractions = ssnet3d_features(ssnet3d, events)[1]
+                row["track_fraction"] = float(fractions[:, 1].mean())
+                row["shower_fraction"] = float(fractions[:, 0].mean())
+            out[name][label] = row
+    return out
+
+
+def goal_checks(species: dict, result: dict) -> list[dict]:
+    """The CPU preset's goals, each {"goal", "value", "target", "met"}: median largest-cluster share
+    at least 0.9 for track species and within 0.1 of real for shower species; median count of
+    clusters of 3+ voxels within 2x of real for every species; SSNet3D track fraction of muon
+    requests and shower fraction of electron requests at least 0.6; SSNet3D-FID at most 10x and
+    the KL of voxel count, total energy and PCA length at most 3x their real-vs-real floors."""
+    goals = []
+
+    def add(goal: str, value: float | None, target: str, met: bool) -> None:
+        goals.append({"goal": goal, "value": value, "target": target, "met": bool(met)})
+
+    for name, rows in species.items():
+        gen, real = rows["generated"], rows["real"]
+        if name in TRACK_SPECIES:
+            add(f"{name}: largest-cluster share", gen["largest_share"], ">= 0.9", gen["largest_share"] >= 0.9)
+        else:
+            gap = abs(gen["largest_share"] - real["largest_share"])
+            add(f"{name}: largest-cluster share - real", gap, "<= 0.1", gap <= 0.1)
+        ratio = (gen["n_clusters_3plus"] + 1e-9) / max(real["n_clusters_3plus"], 1e-9)
+        add(f"{name}: clusters of 3+ voxels / real", ratio, "0.5-2", 0.5 <= ratio <= 2.0)
+    for name, key in (("muon", "track_fraction"), ("electron", "shower_fraction")):
+        value = species.get(name, {}).get("generated", {}).get(key)
+        if value is not None:
+            add(f"{name}: SSNet3D {key.replace('_', ' ')}", value, ">= 0.6", value >= 0.6)
+    for key, limit in (("ssnet3d_fid", 10), ("kl_n_voxels", 3), ("kl_total_energy", 3), ("kl_pca_length", 3)):
+        cand, floor = result["candidate"].get(key), result["floor"].get(key)
+        if cand is not None and floor:
+            add(f"{key} / floor", cand / floor, f"<= {limit}", cand / floor <= limit)
+    return goals
 
 
 def plot_conditioning(study: dict, path: Path) -> Path:
@@ -181,35 +247,33 @@ def write_generator_report(
     out: Path, cfg: DictConfig, figures: dict, headline: dict, result: dict, displays: list[Path]
 ) -> None:
     """``<out>/report.md``: the comparison grid of real and generated events (when
-    ``headline["comparison"]`` names its requests), the autoencoder's figures, the yardstick's
-    summary table, the conditioning study and the event displays of a 3D generator run."""
-    ae = figures.get("autoencoder", {})
+    ``headline["comparison"]`` names its requests), the goals and the per-species table, the
+    yardstick's summary table, the conditioning study and the event displays of a 3D generator run."""
     parts = [
         f"# {cfg.model.name}: generated 3D events",
         "",
-        f"Latent {cfg.model.process} generator on the sparse autoencoder's latent grid; sampler {dict(cfg.sampler)}.",
+        f"Cascade generator, {figures.get('levels')} sparse levels each generated by {cfg.model.process}; "
+        f"sampler {dict(cfg.sampler)}.",
         "",
     ]
     if headline.get("comparison"):
         parts += ["## Real and generated events of the same requests", "", COMPARISON_GUIDE, ""]
         parts += ["![real vs generated events](comparison.png)", ""]
-    if ae:
+    if headline.get("goals"):
+        parts += ["## Goals", "", "Held-out requests, generated against real (medians per species).", ""]
+        parts += _table(
+            [(g["goal"], g["value"], g["target"], "yes" if g["met"] else "no") for g in headline["goals"]],
+            ("goal", "value", "target", "met"),
+        ) + [""]
+    if headline.get("species"):
+        keys = ("largest_share", "n_clusters", "n_clusters_3plus", "track_fraction", "shower_fraction")
         rows = [
-            ("voxel occupancy precision", "occupancy_precision"),
-            ("voxel occupancy recall", "occupancy_recall"),
-            ("voxel occupancy IoU", "occupancy_iou"),
-            ("reconstructed / true voxels", "voxel_count_ratio"),
-            ("total-energy residual (E_rec - E) / E, mean", "total_energy_residual_mean"),
-            ("total-energy residual, std", "total_energy_residual_std"),
-            ("voxel energy residual abs(E_rec - E) / E, median of matched voxels", "voxel_energy_residual_median"),
+            (name, label, row["events"], *[row.get(k) for k in keys])
+            for name, pair in headline["species"].items()
+            for label, row in pair.items()
         ]
-        parts += [
-            "## Autoencoder (held-out events)",
-            "",
-            "A perfect autoencoder scores 1, 1, 1, 1, 0, 0, 0; the floor of these figures is the perfect score.",
-            "",
-        ]
-        parts += _table([(label, ae[key]) for label, key in rows], ("metric", "value")) + [""]
+        parts += ["## Topology and SSNet3D class rates per requested species", ""]
+        parts += _table(rows, ("species", "set", "events", *keys)) + [""]
     parts += [
         "## Generated vs held-out events",
         "",

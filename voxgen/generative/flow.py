@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from voxgen.errors import ConfigError
-from voxgen.generative.process import Network, SamplerSettings, batch_expand
+from voxgen.generative.process import Network, SamplerSettings, batch_expand, group_times
 from voxgen.generative.solvers import ADAPTIVE, FIXED_GRID, SAMPLERS, odeint_counted
 
 
@@ -30,10 +30,16 @@ class CondOTPath:
 
 
 def flow_matching_loss(
-    path: CondOTPath, network: Network, x1: torch.Tensor, generator: torch.Generator | None = None
+    path: CondOTPath,
+    network: Network,
+    x1: torch.Tensor,
+    generator: torch.Generator | None = None,
+    groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """|| v_theta(X_t, t) - (X_1 - X_0) ||^2 per element, t ~ U(0, 1); batch mean (scalar)."""
-    t = torch.rand(x1.shape[0], generator=generator, device="cpu").to(x1.device)
+    """|| v_theta(X_t, t) - (X_1 - X_0) ||^2 per element, t ~ U(0, 1) per row of ``x1`` or, with
+    ``groups`` (N,) int64, per group of rows (one sample spread over rows: a sparse event's sites);
+    batch mean (scalar)."""
+    t = group_times(x1, generator, groups)
     x0 = torch.randn(x1.shape, generator=generator, device="cpu").to(x1.device)
     xt, target = path.sample(x0, x1, t)
     return ((network(xt, t) - target) ** 2).mean()
@@ -81,8 +87,14 @@ class FlowMatching:
 
     path: CondOTPath = field(default_factory=CondOTPath)
 
-    def loss(self, network: Network, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return flow_matching_loss(self.path, network, x, generator)
+    def loss(
+        self,
+        network: Network,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        groups: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return flow_matching_loss(self.path, network, x, generator, groups)
 
     def sample(
         self,

@@ -28,6 +28,17 @@ def batch_expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
+def group_times(
+    x: torch.Tensor, generator: torch.Generator | None = None, groups: torch.Tensor | None = None, low: float = 0.0
+) -> torch.Tensor:
+    """(N,) process times U(``low``, 1) for the rows of ``x`` (N, ...): one per row, or with ``groups``
+    (N,) int64 one per group, shared by its rows (a sample spread over rows, as a sparse event's
+    sites). Drawn on the CPU from ``generator``."""
+    n = x.shape[0] if groups is None else (int(groups.max()) + 1 if len(groups) else 0)
+    t = low + (1.0 - low) * torch.rand(n, generator=generator, device="cpu").to(x.device)
+    return t if groups is None else t[groups]
+
+
 @dataclass
 class SamplerSettings:
     """Settings every sampler shares: ``guidance`` the classifier-free guidance weight w
@@ -41,8 +52,15 @@ class SamplerSettings:
 class GenerativeProcess(Protocol):
     """What a model needs of a process: its training loss and its sampler."""
 
-    def loss(self, network: Network, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Scalar training loss of ``network`` on data ``x`` (B, ...): time, noise and target drawn here."""
+    def loss(
+        self,
+        network: Network,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        groups: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Scalar training loss of ``network`` on data ``x`` (B, ...): time, noise and target drawn
+        here; the time per row, or per group of rows when ``groups`` (B,) int64 is given."""
 
     def sample(
         self,

@@ -32,8 +32,14 @@ class ScoreSDE:
         if self.prediction not in PREDICTIONS:
             raise ConfigError(f"model.prediction: unknown '{self.prediction}' ({', '.join(PREDICTIONS)})")
 
-    def loss(self, network: Network, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return denoising_score_loss(self.sde, network, x, self.prediction, generator=generator)
+    def loss(
+        self,
+        network: Network,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        groups: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return denoising_score_loss(self.sde, network, x, self.prediction, generator=generator, groups=groups)
 
     def score(self, network: Network) -> ScoreFn:
         """score(x, t) = -z_hat / sigma_t of a network output."""

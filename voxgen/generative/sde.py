@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from voxgen.generative.process import batch_expand
+from voxgen.generative.process import batch_expand, group_times
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -96,17 +96,18 @@ def denoising_score_loss(
     prediction: str = "noise",
     eps: float = 1e-5,
     generator: torch.Generator | None = None,
+    groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Denoising score matching, t ~ U(eps, T); ``network(X_t, t)`` predicts ``prediction``.
 
     ``noise``: || z_hat - z ||^2, which is sigma_t^2 || s - (-(X_t - mu_t) / sigma_t^2) ||^2 with the
-    score s = -z_hat / sigma_t: the score-matching loss of Imani et al. with Song et al.'s weighting that keeps
-    every t on
-    one scale. ``v``: || v_hat - v ||^2 = || z_hat - z ||^2 / alpha_t^2, which weights high t more
-    (the global layout of an image is decided there). Returns the batch mean (scalar).
+    score s = -z_hat / sigma_t: the score-matching loss of Imani et al. with Song et al.'s weighting
+    that keeps every t on one scale. ``v``: || v_hat - v ||^2 = || z_hat - z ||^2 / alpha_t^2, which
+    weights high t more (the global layout of an image is decided there). t is drawn per row of
+    ``x0``, or per group of rows with ``groups`` (N,) int64. Returns the batch mean (scalar).
     """
     b = x0.shape[0]
-    t = torch.rand(b, generator=generator, device="cpu").to(x0.device) * (sde.T - eps) + eps
+    t = group_times(x0, generator, groups) * (sde.T - eps) + eps
     z = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device)
     out = network(sde.perturb(x0, t, z), t)
     if prediction == "noise":

@@ -1,18 +1,15 @@
 """The main job, ``voxgen train conf=flowmatch3d`` (or ``conf=diffusion3d``), in stages:
 
-1. the sparse autoencoder, trained (or resumed) into ``<out>/autoencoder`` unless
-   ``autoencoder_run`` names one;
-2. the latent generator on its latent grid (``voxgen.train.generators3d``);
-3. the occupancy level of generated latents (``calibration.json``);
-4. the SSNet3D of the evaluation (``ssnet3d``: none, a run, or trained into ``<out>/ssnet3d``);
-5. samples with the held-out events' conditions, exported to Parquet and PILArNet-M h5, event
-   displays with their U/V/Y wire planes, the event yardstick against held-out events next to
-   its real-vs-real floor, the conditioning study, and ``report.md``.
+1. the cascade generator (``voxgen.train.generators3d``);
+2. the SSNet3D of the evaluation (``ssnet3d``: none, a run, or trained into ``<out>/ssnet3d``);
+3. samples with the held-out events' conditions, exported to Parquet and PILArNet-M h5, event
+   displays with their U/V/Y wire planes, generated events beside held-out events of the same
+   requests, the event yardstick against held-out events next to its real-vs-real floor, the
+   conditioning study, and ``report.md``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -23,32 +20,20 @@ from voxgen.evaluate.event_sets import evaluate_events
 from voxgen.evaluate.generators3d import (
     comparison_study,
     conditioning_study,
+    goal_checks,
     plot_conditioning,
     request_name,
+    species_study,
     write_generator_report,
 )
 from voxgen.evaluate.report import write_report
 from voxgen.io.export import export_events
 from voxgen.pipelines import run_training
-from voxgen.runs import load_model, locate_run, write_calibration
-from voxgen.sample import recalibrate, sample_events
-from voxgen.train.generators3d import train_latent_generator
+from voxgen.runs import load_model
+from voxgen.sample import sample_events
+from voxgen.train.generators3d import train_generator3d
 from voxgen.train.loop import MetricsCallback, write_metrics
 from voxgen.viz.display import show_event
-
-
-def autoencoder_stage(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None) -> Path:
-    """The autoencoder run the latent generator works on: ``cfg.autoencoder_run`` when given,
-    else trained (or resumed) into ``<out>/autoencoder`` as an ``autoencoder3d`` run."""
-    if cfg.autoencoder_run is not None:
-        locate_run(cfg.autoencoder_run, "autoencoder3d")
-        return Path(cfg.autoencoder_run)
-    folder = out / "autoencoder"
-    ae_cfg = OmegaConf.create({"data": cfg.data, **OmegaConf.to_container(cfg.autoencoder), "out": str(folder)})
-    ae_cfg.trainer.device, ae_cfg.trainer.progress = cfg.trainer.device, cfg.trainer.progress
-    print("stage 1: sparse autoencoder ->", folder)
-    run_training(ae_cfg, on_metrics)
-    return folder
 
 
 def ssnet3d_stage(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None):
@@ -67,15 +52,15 @@ def ssnet3d_stage(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None
     return load_model(path, "ssnet3d", cfg.trainer.device)[0]
 
 
-def report_stage(cfg: DictConfig, out: Path, model, autoencoder, sampler, figures: dict, ssnet3d=None) -> dict:
+def report_stage(cfg: DictConfig, out: Path, model, sampler, figures: dict, ssnet3d=None) -> dict:
     """Sample, export, display, draw held-out events beside events generated for the same
     requests (``<out>/comparison.png``), evaluate and study conditioning; writes
     ``<out>/report.md`` and returns the headline figures."""
     rep, progress = cfg.report, cfg.trainer.progress
-    reference = event_crops(cfg.data, "test", autoencoder.grid, progress)
+    reference = event_crops(cfg.data, "test", model.grid, progress)
     pid, mom = event_conditions(reference)
     n = min(rep.n, len(reference))
-    generated = sample_events(model, autoencoder, pid[:n], mom[:n], sampler, cfg.seed, progress=progress)
+    generated = sample_events(model, pid[:n], mom[:n], sampler, cfg.seed, progress=progress)
     samples = out / "samples"
     exported = [
         p
@@ -86,7 +71,7 @@ def report_stage(cfg: DictConfig, out: Path, model, autoencoder, sampler, figure
         show_event(e, samples / f"event_{i:03d}.png", title=f"generated event {i}: {request_name(e)}")
         for i, e in enumerate(generated.events[: rep.displays])
     ]
-    draw = lambda p, m, seed: sample_events(model, autoencoder, p, m, sampler, seed, progress=progress).events
+    draw = lambda p, m, seed: sample_events(model, p, m, sampler, seed, progress=progress).events
     comparison = comparison_study(draw, reference, out / "comparison.png", cfg.seed)
     result = evaluate_events(
         reference,
@@ -98,6 +83,7 @@ def report_stage(cfg: DictConfig, out: Path, model, autoencoder, sampler, figure
         ssnet3d=ssnet3d,
     )
     write_report(out / "evaluation", result, title=f"{cfg.model.name} samples vs held-out events")
+    species = species_study(reference, generated.events, ssnet3d)
     study = conditioning_study(draw, reference, list(rep.momenta), rep.per_condition, cfg.seed, ssnet3d)
     plot_conditioning(study, out / "conditioning.png")
     headline = {
@@ -105,6 +91,8 @@ def report_stage(cfg: DictConfig, out: Path, model, autoencoder, sampler, figure
         "seconds_per_event": generated.seconds / max(len(generated.events), 1),
         "network_evaluations_per_event": generated.nfe,
         "evaluation": {k: result[k] for k in ("n", "candidate", "floor")},
+        "species": species,
+        "goals": goal_checks(species, result),
         "conditioning": study,
         "comparison": comparison,
         "exports": [str(p) for p in exported],
@@ -114,28 +102,10 @@ def report_stage(cfg: DictConfig, out: Path, model, autoencoder, sampler, figure
 
 
 def generator3d_job(cfg: DictConfig, out: Path, on_metrics: MetricsCallback | None = None) -> dict:
-    """Stages 1-5 (module docstring) into ``out``; the run's figures, also in ``metrics.json``."""
-    ae_path = autoencoder_stage(cfg, out, on_metrics)
-    autoencoder, _ = load_model(ae_path, "autoencoder3d", cfg.trainer.device)
-    model, figures, occupied_fraction = train_latent_generator(cfg, out, autoencoder, on_metrics)
-    print("stage 3: calibration, samples, export, projections, evaluation ->", out)
+    """Stages 1-3 (module docstring) into ``out``; the run's figures, also in ``metrics.json``."""
+    model, figures = train_generator3d(cfg, out, on_metrics)
     sampler = model.process.sampler_settings(OmegaConf.to_container(cfg.sampler))
-    model.occupancy_threshold = recalibrate(
-        model, out, sampler, cfg.trainer.seed, cfg.calibration_samples, occupied_fraction
-    )
-    write_calibration(
-        out,
-        {
-            "occupancy_threshold": model.occupancy_threshold,
-            "training_occupied_fraction": occupied_fraction,
-            "samples": min(cfg.calibration_samples, figures["train_events"]),
-            "sampler": OmegaConf.to_container(cfg.sampler),
-        },
-    )
-    figures["occupancy_threshold"] = model.occupancy_threshold
-    ae_metrics = Path(ae_path) / "metrics.json"
-    if ae_metrics.is_file():
-        figures["autoencoder"] = json.loads(ae_metrics.read_text())
     ssnet3d = ssnet3d_stage(cfg, out, on_metrics)
-    figures.update(report_stage(cfg, out, model, autoencoder, sampler, figures, ssnet3d))
+    print("stage 3: samples, export, projections, evaluation ->", out)
+    figures.update(report_stage(cfg, out, model, sampler, figures, ssnet3d))
     return write_metrics(out, figures)

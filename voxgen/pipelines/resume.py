@@ -29,7 +29,6 @@ RESUMABLE_KEYS = (
     "sampler",
     "report",
     "preview",
-    "calibration_samples",
     "ssnet3d",
     "ckpt",
     "n",
