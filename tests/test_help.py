@@ -45,7 +45,8 @@ def test_version(capsys):
 def test_train_help_describes_its_keys_and_leaves_out_sampling(capsys):
     rows = help_rows(capsys, "train")
     assert rows["trainer.lr"] == ("0.001", "learning rate (peak, before the schedule)")
-    assert rows["model.base"][1].startswith("channels of the first level")
+    assert rows["model.fine_events"][0] == "8"
+    assert rows["model.fine_events"][1].startswith("events of a training step whose finest level is trained")
     assert rows["report.n"] == ("150", "events generated with held-out conditions and scored against held-out events")
     assert not {"ckpt", "n", "cond", "format"} & set(rows)
     assert len(rows) < 60

@@ -6,9 +6,10 @@ CUDA and on the CPU from the same seed (noise is drawn on the CPU, so both see t
 Prints, per model, the loss before/after and how far the CUDA samples are from the CPU ones: the
 largest |CUDA - CPU| relative to the samples' spread (2D), the share of voxels both place (3D,
 whose occupancy is a threshold of a continuous sample, so a TF32 difference may flip a rare
-voxel). Exits 1 when a loss does not fall, the 2D samples disagree beyond 1e-3 (cuDNN
-convolutions run in TF32 by default, so a few 1e-4 is expected) or the 3D ones share fewer than
-95% of their voxels. ``--device cpu`` runs the same checks against a second CPU copy.
+voxel). Exits 1 when a loss does not fall (by 30%; by 15% for the cascade), the 2D samples
+disagree beyond 1e-3 (cuDNN convolutions run in TF32 by default, so a few 1e-4 is expected) or
+the 3D ones share fewer than 95% of their voxels. ``--device cpu`` runs the same checks against a
+second CPU copy (a check of the script itself). Not yet run on CUDA with the cascade.
 
     python tools/check_cuda.py
 """
@@ -97,7 +98,7 @@ def check_cascade(name: str, model: SparseCascade3D, sampler, device: str) -> bo
     cpu_coords, _, _ = copy.deepcopy(model).cpu().sample(*request, sampler, generator=torch.Generator().manual_seed(1))
     shared = sum(len({tuple(v) for v in a} & {tuple(v) for v in b}) for a, b in zip(coords, cpu_coords))
     share = shared / max(sum(max(len(a), len(b)) for a, b in zip(coords, cpu_coords)), 1)
-    ok = after < 0.7 * before and share >= 0.95
+    ok = after < 0.85 * before and share >= 0.95  # its loss over occupancy bits is largely irreducible
     print(
         f"{name:<22} loss {before:.4f} -> {after:.4f}   {sum(map(len, coords))} voxels in 8 events, {nfe} evaluations, "
         f"share of voxels {device} and cpu both place = {share:.3f}   {'ok' if ok else 'FAILED'}"

@@ -119,7 +119,7 @@ def markdown(results: dict) -> str:
     rows = results["rows"]
     floor = {m: np.mean([r["floor"][m] for r in rows]) for m in METRICS}
     title = (
-        "flowmatch3d against diffusion3d on the same latent"
+        "flowmatch3d against diffusion3d"
         if results["diffusion"] != "None"
         else "flowmatch3d: quality against sampling steps"
     )

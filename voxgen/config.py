@@ -191,12 +191,6 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _recipe_using(path: str) -> str | None:
-    """A recipe that takes group option ``path`` (``model/autoencoder3d``) as its own group, or None."""
-    group = path.split("/")[0]
-    return next((r for r in recipes() if (path, group) in config_sources(r, [])), None)
-
-
 class _HelpRows:
     """The ``(key, default, description)`` rows of a composed config's help (``config_help``)."""
 
@@ -204,12 +198,6 @@ class _HelpRows:
         self.values, self.shown = OmegaConf.to_container(cfg, resolve=False), shown
         self.descriptions = key_descriptions(sources)
         self.presets = {package: path for path, package in sources if "/" in path}  # a package's last file wins
-        # a group placed under its own name elsewhere (model@autoencoder.model): another stage's copy
-        self.placed = {
-            package: path
-            for package, path in self.presets.items()
-            if "." in package and package.rsplit(".", 1)[1] == path.split("/")[0]
-        }
 
     def value(self, name: str) -> Any:
         """The (unresolved) value at dotted key ``name``."""
@@ -225,11 +213,6 @@ class _HelpRows:
 
     def rows(self, name: str) -> list[tuple[str, str, str]]:
         """Rows for the key ``name`` and, when it expands, every key below it that is shown."""
-        if name in self.placed:
-            path = self.placed[name]
-            group, recipe = path.split("/")[0], _recipe_using(path)
-            where = f"as {group}.* in conf={recipe}" if recipe else f"in conf/{path}.yaml"
-            return [(f"{name}.*", path, f"this stage's {group} keys, described {where}")] if self.shown(name) else []
         if self.expands(name):
             return [row for key in self.value(name) for row in self.rows(f"{name}.{key}")]
         return [(name, _show(self.value(name)), self.descriptions.get(name, ""))] if self.shown(name) else []
@@ -245,9 +228,8 @@ class _HelpRows:
 def config_help(cfg: DictConfig, sources: list[tuple[str, str]], shown: Callable[[str], bool]) -> list[str]:
     """Help lines ``key = default   description`` for the keys of ``cfg`` that ``shown(dotted key)``
     accepts: top-level keys first, then a titled section per top-level mapping (a config group's
-    title names its preset). A mapping is one entry unless keys below it carry comments; a group
-    placed under its own name elsewhere (``model@autoencoder.model``) is one entry naming its
-    preset. ``sources``: ``config_sources`` of ``cfg``."""
+    title names its preset). A mapping is one entry unless keys below it carry comments.
+    ``sources``: ``config_sources`` of ``cfg``."""
     help_rows = _HelpRows(cfg, sources, shown)
     top: list[tuple[str, str, str]] = []
     sections: list[tuple[str, list[tuple[str, str, str]]]] = []

@@ -190,7 +190,7 @@ def generate(
 
 @dataclass
 class GeneratedEvents:
-    """``events``: the samples (voxels on the autoencoder's crop grid, the requested pid/momentum
+    """``events``: the samples (voxels on the generator's crop grid, the requested pid/momentum
     as their particle truth); ``seconds`` wall time; ``nfe`` network evaluations per event."""
 
     events: list[Event]

@@ -1,4 +1,4 @@
-"""The common surface of the conditional generators (2D score model, 3D latent generator): a
+"""The common surface of the conditional dense generators (the 2D score model): a
 network out(x, t, pid, momentum) trained and sampled under any generative process
 (``voxgen.generative.process``), conditioned on particle type and momentum, with
 classifier-free guidance."""
