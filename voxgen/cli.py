@@ -30,12 +30,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "draw events or crops from a trained generator (conf=flowmatch3d|diffusion3d|vpsde2d|pixelcnn2d ckpt=RUN)",
     ),
     "evaluate": ("voxgen.tasks:evaluate", "score candidate images against real ones, with floors and a report"),
+    "tune": ("voxgen.scale.sweep:tune_command", "a Ray Tune sweep of a training recipe (conf=<recipe> tune=<space>)"),
+    "submit": ("voxgen.scale.submit:submit", "run a voxgen command as a Ray job on a cluster (-- voxgen ...)"),
 }
+# commands that read their own arguments instead of one composed config
+OWN_ARGUMENTS = ("tune", "submit")
 
 DEFAULT_RECIPE = {"train": "flowmatch3d", "sample": "flowmatch3d"}  # the main job: 3D events
 
 SAMPLE_ONLY_KEYS = ("ckpt", "n", "cond", "format")
-SAMPLE_KEYS = ("out", "seed", "sampler", "layout", "trainer.device", "trainer.progress", *SAMPLE_ONLY_KEYS)
+SAMPLE_KEYS = ("out", "seed", "sampler", "layout", "ray", "trainer.device", "trainer.progress", *SAMPLE_ONLY_KEYS)
 
 
 def _within(key: str, prefixes: tuple[str, ...]) -> bool:
@@ -46,7 +50,7 @@ def _within(key: str, prefixes: tuple[str, ...]) -> bool:
 # the config keys a command reads (its --help lists only those): train and sample share their recipes,
 # sampling reads the run's own settings but for these; other commands read all of their recipe's keys
 READS: dict[str, Callable[[str], bool]] = {
-    "train": lambda key: not _within(key, SAMPLE_ONLY_KEYS),
+    "train": lambda key: not _within(key, (*SAMPLE_ONLY_KEYS, "ray.cpus_per_task")),
     "sample": lambda key: _within(key, SAMPLE_KEYS),
 }
 
@@ -93,6 +97,8 @@ def run(argv: list[str]) -> int:
     command, *rest = argv
     if command not in COMMANDS:
         raise ConfigError(f"unknown command '{command}' (commands: {', '.join(COMMANDS)})")
+    if command in OWN_ARGUMENTS:
+        return _run_own(command, rest)
     recipe, overrides, want_help = _split_args(command, rest)
     if want_help:
         _print_command_help(command, recipe, overrides)
@@ -101,6 +107,25 @@ def run(argv: list[str]) -> int:
     module, func = COMMANDS[command][0].split(":")
     getattr(import_module(module), func)(cfg)
     return 0
+
+
+def _run_own(command: str, args: list[str]) -> int:
+    """``voxgen tune`` (recipe, overrides, help) and ``voxgen submit`` (options ``--`` command line)."""
+    module, func = COMMANDS[command][0].split(":")
+    function = getattr(import_module(module), func)
+    if command == "submit":
+        if "--" not in args:
+            if {"-h", "--help"} & set(args):
+                print(f"voxgen submit: {COMMANDS['submit'][1]}\n{import_module(module).USAGE}")
+                return 0
+            raise ConfigError("submit: no command; put the voxgen command line after -- (voxgen submit -- voxgen ...)")
+        at = args.index("--")
+        return function(args[:at], args[at + 1 :])
+    help_asked = bool({"-h", "--help"} & set(args))
+    recipe, overrides, _ = _split_args(command, [a for a in args if a not in ("-h", "--help")])
+    if recipe == "tune" and not help_asked:
+        raise ConfigError("missing conf=<recipe> (the training recipe the sweep trains)")
+    return function(recipe, overrides, help_asked)
 
 
 def _report(command: str, message: str) -> None:

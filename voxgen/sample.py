@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from voxgen.data.crops import CropSet
 from voxgen.data.transforms import charge_transform
@@ -37,9 +36,19 @@ from voxgen.runs import (
     sampleable_run,
     training_conditions,
 )
+from voxgen.shards import ShardMap, blocks, local_shards
 
 # the files ``voxgen sample`` writes into its output folder (``events.parquet`` may be a shard folder)
 OUTPUT_NAMES = ("samples.npz", "samples.png", "events.parquet", "events.h5", "event_000.png")
+
+EVENT_BLOCK = 50  # events drawn per sampling batch, each batch from its own seed (``block_seed``)
+CROP_BLOCK = 250  # crops drawn per sampling batch
+
+
+def block_seed(seed: int, block: int) -> int:
+    """The seed of sampling batch ``block`` of a request with ``seed``: batches are independent
+    streams, so a batch's samples do not depend on where (or after which others) it is drawn."""
+    return int(np.random.SeedSequence([seed, block]).generate_state(1)[0])
 
 
 def requested_momentum(value: Any) -> float | None:
@@ -132,6 +141,46 @@ def _settings(run_cfg: DictConfig, sampler: DictConfig | dict | None) -> DictCon
     return OmegaConf.merge(run_cfg.sampler, sampler or {})
 
 
+@dataclass
+class _CropDrawer:
+    """What one sampling batch of crops needs: the run's model (``vpsde2d`` score model, or
+    ``pixelcnn2d`` prior with its VQ-VAE ``decoder``), the charge ``transform`` and the settings."""
+
+    name: str
+    model: Any
+    transform: Any
+    options: Any
+    size: int
+    decoder: Any = None
+    code_shape: tuple[int, int] = (0, 0)
+    progress: bool = False  # the sampler's own progress bar per batch
+
+
+def _draw_crops(drawer: _CropDrawer, item: tuple) -> tuple[np.ndarray, int]:
+    """(crops (b, H, W) MeV, network evaluations per crop) of one batch ``item`` = (pid, momentum, seed)."""
+    pid, momentum, seed = item
+    p, m, gen = torch.from_numpy(pid), torch.from_numpy(momentum), torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        if drawer.name == "vpsde2d":
+            x, nfe = drawer.model.sample(
+                p, m, drawer.options, size=drawer.size, generator=gen, progress=drawer.progress
+            )
+        else:
+            device = next(drawer.model.parameters()).device
+            codes = drawer.model.sample(
+                p.to(device),
+                m.to(device),
+                shape=drawer.code_shape,
+                temperature=drawer.options.temperature,
+                guidance=drawer.options.guidance,
+                generator=gen,
+                progress=drawer.progress,
+            )
+            x = drawer.decoder.decode(codes)
+            nfe = drawer.code_shape[0] * drawer.code_shape[1] * (2 if drawer.options.guidance else 1)
+    return drawer.transform.to_charge(x)[:, 0].cpu().numpy(), nfe
+
+
 def generate(
     ckpt: str | Path,
     n: int,
@@ -141,11 +190,12 @@ def generate(
     momentum: float | None = None,
     sampler: DictConfig | dict | None = None,
     steps: int | None = None,
-    batch_size: int = 250,
     progress: bool = True,
+    shards: ShardMap = local_shards,
 ) -> Generated:
     """``n`` crops from the run at ``ckpt`` (run folder or checkpoint). ``sampler`` overrides the
-    run's sampler settings (``steps`` overrides their number of steps). Deterministic for a seed."""
+    run's sampler settings (``steps`` overrides their number of steps). Batches of ``CROP_BLOCK``
+    drawn by ``shards`` (here, or as Ray tasks). Deterministic for a seed, wherever they run."""
     run, run_cfg = sampleable_run(ckpt)
     name = run_cfg.model.name
     if model_spec(name).samples != "crops":
@@ -154,38 +204,23 @@ def generate(
     if steps is not None:
         settings.steps = steps
     model, cfg = load_model(ckpt, name, device, use_ema=settings.ema)
-    rng = np.random.default_rng(seed)
-    pid, mom = conditions(run, n, particle, requested_momentum(momentum), rng)
-    gen = torch.Generator().manual_seed(seed)
-    start, images, nfe = time.perf_counter(), [], 0
+    pid, mom = conditions(run, n, particle, requested_momentum(momentum), np.random.default_rng(seed))
     if name == "vpsde2d":
-        transform, options = charge_transform(cfg), model.process.sampler_settings(OmegaConf.to_container(settings))
+        options = model.process.sampler_settings(OmegaConf.to_container(settings))
+        drawer = _CropDrawer(name, model, charge_transform(cfg), options, cfg.data.size)
     else:
         vqvae, vq_cfg = load_model(cfg.vqvae, "vqvae2d", device)
-        transform = decoder_transform(cfg.vqvae, vq_cfg)
         side = vq_cfg.data.size // 2 ** len(vq_cfg.model.enc_filters)
-        code_shape = (side, side)
-    for i in tqdm(range(0, n, batch_size), desc=f"sample {name}", unit="batch", disable=not progress):
-        p, m = torch.from_numpy(pid[i : i + batch_size]), torch.from_numpy(mom[i : i + batch_size])
-        with torch.no_grad():
-            if name == "vpsde2d":
-                x, nfe = model.sample(p, m, options, size=cfg.data.size, generator=gen, progress=progress)
-            else:
-                codes = model.sample(
-                    p.to(next(model.parameters()).device),
-                    m.to(next(model.parameters()).device),
-                    shape=code_shape,
-                    temperature=settings.temperature,
-                    guidance=settings.guidance,
-                    generator=gen,
-                    progress=progress,
-                )
-                x, nfe = vqvae.decode(codes), code_shape[0] * code_shape[1] * (2 if settings.guidance else 1)
-            images.append(transform.to_charge(x)[:, 0].cpu().numpy())
+        transform = decoder_transform(cfg.vqvae, vq_cfg)
+        drawer = _CropDrawer(name, model, transform, settings, vq_cfg.data.size, vqvae, (side, side))
+    drawer.progress = progress and shards is local_shards  # Ray tasks draw quietly
+    start = time.perf_counter()
+    items = [(pid[b], mom[b], block_seed(seed, i)) for i, b in enumerate(blocks(n, CROP_BLOCK))]
+    drawn = shards(_draw_crops, drawer, items, desc=f"sample {name}", progress=progress)
     seconds = time.perf_counter() - start
-    images = np.concatenate(images).astype(np.float32)
+    images = np.concatenate([x for x, _ in drawn]).astype(np.float32)
     crops = CropSet(images, np.zeros(images.shape, np.int64), -np.ones(n, np.int64), pid, mom)
-    return Generated(crops, seconds, nfe)
+    return Generated(crops, seconds, drawn[-1][1])
 
 
 @dataclass
@@ -198,28 +233,40 @@ class GeneratedEvents:
     nfe: int
 
 
+def _draw_events(shared: tuple[SparseCascade3D, SamplerSettings, bool], item: tuple) -> tuple[list[Event], int]:
+    """(events, network evaluations per event) of one sampling batch ``item`` = (pid, momentum,
+    seed); ``shared`` = (model, sampler, whether the solver shows its progress bar)."""
+    model, sampler, progress = shared
+    pid, momentum, seed = item
+    p, m = torch.from_numpy(pid), torch.from_numpy(momentum)
+    gen = torch.Generator().manual_seed(seed)
+    coords, energy, nfe = model.sample(p, m, sampler, generator=gen, progress=progress)
+    nan3 = (float("nan"),) * 3
+    events = [
+        Event(c, e, particles=[Particle(int(a), float(b), nan3, nan3)], grid=model.grid)
+        for c, e, a, b in zip(coords, energy, p.tolist(), m.tolist())
+    ]
+    return events, nfe
+
+
 def sample_events(
     model: SparseCascade3D,
     pid: np.ndarray,
     momentum: np.ndarray,
     sampler: SamplerSettings,
     seed: int = 0,
-    batch_size: int = 50,
     progress: bool = True,
+    shards: ShardMap = local_shards,
 ) -> GeneratedEvents:
     """One event per condition (``pid`` (n,), ``momentum`` (n,) MeV/c) from the generator ``model``
-    under ``sampler``. Deterministic for a seed."""
-    gen = torch.Generator().manual_seed(seed)
-    start, events, nfe = time.perf_counter(), [], 0
-    nan3 = (float("nan"),) * 3
-    for i in tqdm(range(0, len(pid), batch_size), desc="sample events", unit="batch", disable=not progress):
-        p, m = torch.from_numpy(pid[i : i + batch_size]), torch.from_numpy(momentum[i : i + batch_size])
-        coords, energy, nfe = model.sample(p, m, sampler, generator=gen, progress=progress)
-        events += [
-            Event(c, e, particles=[Particle(int(a), float(b), nan3, nan3)], grid=model.grid)
-            for c, e, a, b in zip(coords, energy, p.tolist(), m.tolist())
-        ]
-    return GeneratedEvents(events, time.perf_counter() - start, nfe)
+    under ``sampler``, in batches of ``EVENT_BLOCK`` drawn by ``shards`` (here, or as Ray tasks).
+    Deterministic for a seed, wherever the batches run."""
+    start = time.perf_counter()
+    items = [(pid[b], momentum[b], block_seed(seed, i)) for i, b in enumerate(blocks(len(pid), EVENT_BLOCK))]
+    inner = progress and shards is local_shards  # solver bars of batches drawn here; Ray tasks draw quietly
+    drawn = shards(_draw_events, (model, sampler, inner), items, desc="sample events", progress=progress)
+    events = [event for batch, _ in drawn for event in batch]
+    return GeneratedEvents(events, time.perf_counter() - start, drawn[-1][1] if drawn else 0)
 
 
 def generate_events(
@@ -231,9 +278,10 @@ def generate_events(
     momentum: float | None = None,
     sampler: DictConfig | dict | None = None,
     progress: bool = True,
+    shards: ShardMap = local_shards,
 ) -> GeneratedEvents:
     """``n`` events from the 3D generator run at ``ckpt``; ``sampler`` overrides the run's
-    sampler settings; conditions as in ``voxgen.runs.conditions``."""
+    sampler settings; conditions as in ``voxgen.runs.conditions``; batches drawn by ``shards``."""
     run, run_cfg = sampleable_run(ckpt)
     if model_spec(run_cfg.model.name).samples != "events":
         raise BadInput(f"{ckpt}: a {run_cfg.model.name} run samples crops (generate), not events")
@@ -241,4 +289,4 @@ def generate_events(
     model, _ = load_model(ckpt, run_cfg.model.name, device, use_ema=settings.ema)
     pid, mom = conditions(run, n, particle, requested_momentum(momentum), np.random.default_rng(seed))
     options = model.process.sampler_settings(OmegaConf.to_container(settings))
-    return sample_events(model, pid, mom, options, seed, progress=progress)
+    return sample_events(model, pid, mom, options, seed, progress=progress, shards=shards)

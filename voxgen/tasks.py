@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,25 @@ from voxgen.io.atomic import write_text_atomic
 from voxgen.io.outputs import check_output_path
 from voxgen.io.sources import event_at, event_indices, open_events
 from voxgen.manifest import write_run_record
+from voxgen.shards import ShardMap, local_shards
+
+
+@contextmanager
+def shard_map(cfg: DictConfig) -> Iterator[ShardMap]:
+    """Where the command's shards run: in this process (``ray.address`` null), or as Ray tasks on
+    the cluster ``ray.address`` names, connected for the block."""
+    ray_cfg = cfg.get("ray")
+    if ray_cfg is None or ray_cfg.address is None:
+        yield local_shards
+        return
+    from voxgen.scale.cluster import check_resources, ray_session
+    from voxgen.scale.shards import RayShards
+
+    if ray_cfg.cpus_per_task < 1:
+        raise ConfigError(f"ray.cpus_per_task: {ray_cfg.cpus_per_task}; must be at least 1")
+    with ray_session(ray_cfg.address):
+        check_resources(ray_cfg.cpus_per_task, 0, f"ray.cpus_per_task={ray_cfg.cpus_per_task}")
+        yield RayShards(ray_cfg.cpus_per_task)
 
 
 def simulate(cfg: DictConfig) -> dict:
@@ -106,16 +127,28 @@ def show(cfg: DictConfig) -> dict:
 
 
 def train(cfg: DictConfig) -> dict:
-    """Train the recipe's model (``cfg.model.name``); outputs and run record in ``cfg.out``."""
+    """Train the recipe's model (``cfg.model.name``); outputs and run record in ``cfg.out``. With
+    ``distributed.workers`` > 1, data-parallel on Ray Train (``voxgen.scale.train``)."""
     from voxgen.pipelines import run_training
 
-    figures = run_training(cfg)
+    if "distributed" in cfg and cfg.distributed.workers != 1:
+        from voxgen.scale.train import train_distributed
+
+        figures = train_distributed(cfg)
+    else:
+        figures = run_training(cfg)
     write_run_record(Path(cfg.out), "train", cfg, figures)
     print(json.dumps(figures, indent=2))
     return figures
 
 
 def sample(cfg: DictConfig) -> dict:
+    """``_sample`` with its shards where ``cfg.ray`` says (connected before anything is written)."""
+    with shard_map(cfg) as shards:
+        return _sample(cfg, shards)
+
+
+def _sample(cfg: DictConfig, shards: ShardMap) -> dict:
     """``cfg.n`` samples from the generator run ``cfg.ckpt``, conditions from ``cfg.cond``: crops
     into ``<out>/samples.npz`` (the crop-set format ``voxgen evaluate`` reads) and
     ``<out>/samples.png``, or events into ``<out>/events.parquet`` / ``events.h5`` (``cfg.format``).
@@ -149,7 +182,7 @@ def sample(cfg: DictConfig) -> dict:
     warnings = condition_warnings(run, cfg.cond.particle, momentum)
     print_warnings(warnings)
     if model_spec(run_cfg.model.name).samples == "events":
-        return _sample_events(cfg, out, stale, warnings)
+        return _sample_events(cfg, out, stale, warnings, shards)
     result = generate(
         ckpt,
         cfg.n,
@@ -159,6 +192,7 @@ def sample(cfg: DictConfig) -> dict:
         momentum=momentum,
         sampler=cfg.sampler,
         progress=cfg.trainer.progress,
+        shards=shards,
     )
     remove_outputs(out, stale)
     npz = result.crops.save(out / "samples.npz")
@@ -176,7 +210,7 @@ def sample(cfg: DictConfig) -> dict:
     return figures
 
 
-def _sample_events(cfg: DictConfig, out: Path, stale: list[Path], warnings: list[str]) -> dict:
+def _sample_events(cfg: DictConfig, out: Path, stale: list[Path], warnings: list[str], shards: ShardMap) -> dict:
     """``sample`` for a 3D generator run: events in ``cfg.format`` and the first one displayed,
     replacing the ``stale`` outputs of a previous sample in ``out``."""
     from voxgen.io.export import export_events
@@ -197,6 +231,7 @@ def _sample_events(cfg: DictConfig, out: Path, stale: list[Path], warnings: list
         momentum=cfg.cond.momentum,
         sampler=cfg.sampler,
         progress=cfg.trainer.progress,
+        shards=shards,
     )
     remove_outputs(out, stale)
     written = export_events(result.events, out / f"events.{cfg.format}", cfg.format, layout=cfg.layout)
@@ -218,6 +253,12 @@ def _sample_events(cfg: DictConfig, out: Path, stale: list[Path], warnings: list
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    """``_evaluate`` with its shards where ``cfg.ray`` says (connected before anything is written)."""
+    with shard_map(cfg) as shards:
+        return _evaluate(cfg, shards)
+
+
+def _evaluate(cfg: DictConfig, shards: ShardMap) -> dict:
     """Score ``cfg.candidate`` against ``cfg.reference`` (2D crop sets ``.npz`` or 3D event
     files); ``metrics.json``, ``report.md`` and plots in ``cfg.out``; prints the summary table.
     Counts, the output folder and every item of both sets are checked before any scoring."""
@@ -252,6 +293,7 @@ def evaluate(cfg: DictConfig) -> dict:
             progress=cfg.progress,
             ssnet3d=ssnet3d,
             crop=cfg.crop,
+            shards=shards,
         )
     report = write_report(out, result, curves, title=f"{cand_path.name} vs {ref_path.name}")
     print(summary_table(result))

@@ -133,3 +133,22 @@ def event_batches(
         return (*batch, torch.from_numpy(pid[rows]).long(), torch.from_numpy(momentum[rows]).float())
 
     return EpochBatches(len(events), batch_size, seed, make)
+
+
+def shard_batch(batch: Any, rank: int, world: int) -> Any:
+    """Worker ``rank``'s share (of ``world``) of a batch: the ``rank``-th of ``world`` equal
+    consecutive slices of its items. A sparse batch (coords (M, 4), energy, labels, B, per-event
+    tensors...) keeps the voxels of its events, renumbered from 0; a tuple of tensors is sliced
+    along its first axis. ConfigError when the batch does not split evenly."""
+    sparse = isinstance(batch, tuple) and len(batch) >= 4 and isinstance(batch[3], int)
+    items = batch[3] if sparse else len(batch[0])
+    if items % world:
+        raise ConfigError(f"batch_size: {items} items per step do not split evenly over distributed.workers={world}")
+    lo, hi = rank * items // world, (rank + 1) * items // world
+    if not sparse:
+        return type(batch)(t[lo:hi] for t in batch)
+    coords, energy, labels, _, *per_event = batch
+    rows = (coords[:, 0] >= lo) & (coords[:, 0] < hi)
+    mine = coords[rows].clone()
+    mine[:, 0] -= lo
+    return (mine, energy[rows], labels[rows], hi - lo, *(t[lo:hi] for t in per_event))

@@ -21,6 +21,7 @@ from voxgen.detector.planes import PlaneGeometry, consistency_residual
 from voxgen.errors import BadInput, ConfigError
 from voxgen.evaluate import distances, observables, topology
 from voxgen.events import SEMANTIC_NAMES, Event, centred_crop
+from voxgen.shards import ShardMap, blocks, local_shards
 from voxgen.views import wire_plane_images
 
 EVENT_OBSERVABLES = (
@@ -60,6 +61,31 @@ def describe_events(
     out["dedx"] = np.concatenate(dedx) if dedx else np.zeros(0)
     out["plane_residual"] = np.array(residual)
     return out
+
+
+SHARD_EVENTS = 50  # events per shard when observables and SSNet3D features are computed shard by shard
+
+
+def _describe_shard(geometry: PlaneGeometry | None, events: list[Event]) -> dict[str, np.ndarray]:
+    return describe_events(events, geometry, progress=False)
+
+
+def _features_shard(model, events: list[Event]) -> tuple[np.ndarray, np.ndarray]:
+    from voxgen.models.ssnet3d import ssnet3d_features
+
+    return ssnet3d_features(model, events)
+
+
+def describe_sharded(events: list[Event], shards: ShardMap, desc: str, progress: bool) -> dict[str, np.ndarray]:
+    """``describe_events`` of ``events`` computed per shard of ``SHARD_EVENTS`` by ``shards``, gathered."""
+    parts = shards(_describe_shard, None, [events[b] for b in blocks(len(events), SHARD_EVENTS)], desc, progress)
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def features_sharded(model, events: list[Event], shards: ShardMap, desc: str, progress: bool):
+    """``ssnet3d_features`` (features (E, C), class fractions (E, 5)) per shard, gathered."""
+    parts = shards(_features_shard, model, [events[b] for b in blocks(len(events), SHARD_EVENTS)], desc, progress)
+    return np.concatenate([f for f, _ in parts]), np.concatenate([c for _, c in parts])
 
 
 def compare_events(
@@ -162,6 +188,7 @@ def evaluate_events(
     progress: bool = True,
     ssnet3d=None,
     crop: int | None = None,
+    shards: ShardMap = local_shards,
 ) -> dict:
     """{"n", "grid", "candidate": m(R1, C), "floor": m(R1, R2), "observables": {set: arrays}},
     with "crop" ({"size", "empty_crops": {set: events left out}}) when ``crop`` is set.
@@ -171,7 +198,8 @@ def evaluate_events(
     its index, and sets on different grids are refused unless ``crop`` (voxels a side) cuts
     both to the same cube. R1, R2: two disjoint random halves of ``reference`` of ``n`` events
     each (fewer when the reference has under 2n); C: ``n`` random candidate events. With an
-    ``ssnet3d`` model the scores also carry ``ssnet3d_scores``.
+    ``ssnet3d`` model the scores also carry ``ssnet3d_scores``. Observables and SSNet3D features
+    are computed per shard of ``SHARD_EVENTS`` events by ``shards`` (here, or as Ray tasks).
     """
     reference, candidate = comparable_sets(reference, candidate, names, crop, progress)
     if len(reference) < 4:
@@ -184,10 +212,8 @@ def evaluate_events(
     r1 = [reference[int(i)] for i in order[:n]]
     r2 = [reference[int(i)] for i in order[n : 2 * n]]
     c = [candidate[int(i)] for i in rng.permutation(len(candidate))[:n]]
-    obs = {
-        name: describe_events(events, progress=progress)
-        for name, events in (("reference", r1), ("heldout", r2), ("candidate", c))
-    }
+    sets = (("reference", r1), ("heldout", r2), ("candidate", c))
+    obs = {name: describe_sharded(events, shards, f"observables ({name})", progress) for name, events in sets}
     result = {
         "kind": "events",
         "n": n,
@@ -202,11 +228,8 @@ def evaluate_events(
             "empty_crops": {"reference": reference.empty_crops, "candidate": candidate.empty_crops},
         }
     if ssnet3d is not None:
-        from voxgen.models.ssnet3d import ssnet3d_features
-
         features = {
-            name: ssnet3d_features(ssnet3d, events)
-            for name, events in (("reference", r1), ("heldout", r2), ("candidate", c))
+            name: features_sharded(ssnet3d, events, shards, f"SSNet3D ({name})", progress) for name, events in sets
         }
         result["candidate"].update(ssnet3d_scores(features, "reference", "candidate"))
         result["floor"].update(ssnet3d_scores(features, "reference", "heldout"))

@@ -13,9 +13,9 @@ from voxgen.config import flat_config
 from voxgen.errors import ConfigError
 from voxgen.io.atomic import write_text_atomic
 
-# Keys a resumed run may change: how long and where it trains, how it reports, and what is
-# sampled from it afterwards. Every other key (data, model, optimiser, batch size, seeds, ...)
-# names the run.
+# Keys a resumed run may change: how long, where and on how many workers it trains, how it
+# reports, and what is sampled from it afterwards. Every other key (data, model, optimiser, batch
+# size, seeds, ...) names the run.
 RESUMABLE_KEYS = (
     "out",
     "trainer.epochs",
@@ -26,6 +26,8 @@ RESUMABLE_KEYS = (
     "trainer.checkpoint_every",
     "trainer.keep_epoch_checkpoints",
     "data.workers",
+    "distributed",
+    "ray",
     "sampler",
     "report",
     "preview",

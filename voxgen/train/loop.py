@@ -2,8 +2,8 @@
 
 A model exposes ``loss(batch) -> Tensor`` (scalar) or ``-> dict`` with a ``"loss"`` entry and
 other scalars to log. The loop knows nothing else about it. ``train`` is a plain function
-of its config that reports metrics through a callback, so Ray Tune / Ray Train can call it
-unchanged.
+of its config that reports metrics through a callback; Ray Train and Ray Tune run it unchanged
+through the context of ``voxgen.train.parallel`` (data parallelism, an epoch hook).
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from voxgen.data.batches import shard_batch
 from voxgen.errors import ConfigError
 from voxgen.io.atomic import atomic_path, write_text_atomic
 from voxgen.runs import resolve_device
+from voxgen.train.parallel import WorkerFinished, data_parallel_loss, mean_over_workers, take_context
 
 MetricsCallback = Callable[[dict], None]
 
@@ -135,8 +137,15 @@ def train(
     ``batches(epoch)`` yields the batches of one epoch (deterministic for an epoch index, so
     a resumed run sees the same batches). Writes ``<out>/checkpoints/last.pt`` (resumable)
     and ``<out>/metrics.csv``; ``on_metrics`` gets every logged row.
+
+    Under a data-parallel context (``voxgen.train.parallel``) each worker trains on its shard of
+    every batch, gradients are averaged, logged figures are means over the workers and rank 0
+    alone writes; the other ranks raise ``WorkerFinished`` at the end.
     """
     out = Path(out)
+    context = take_context()
+    dp = context.data_parallel if context else None
+    writer = dp is None or dp.rank == 0
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     model.to(device)
@@ -175,8 +184,14 @@ def train(
         )
 
     log_path = out / "metrics.csv"
-    out.mkdir(parents=True, exist_ok=True)
-    _drop_rows_after(log_path, state.step)  # rows a killed session logged past its last checkpoint
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        _drop_rows_after(log_path, state.step)  # rows a killed session logged past its last checkpoint
+    loss_of = model.loss
+    if dp:
+        loss_of = data_parallel_loss(model, device)
+        torch.manual_seed(cfg.seed * 7919 + 104_729 * state.step + dp.rank)  # each worker its own noise
+    log = lambda: _log(log_path if writer else None, state, running, running_n, opt, t_start, on_metrics, dp, device)
     last = _last_row(log_path)  # a run resumed after its last epoch still reports its figures
     running: dict[str, float] = {}
     running_n = 0
@@ -187,7 +202,7 @@ def train(
         total=per_epoch * cfg.epochs if per_epoch else None,
         initial=min(state.step, per_epoch * cfg.epochs) if per_epoch else state.step,
         desc="train",
-        disable=not cfg.progress or state.epoch >= cfg.epochs,
+        disable=not cfg.progress or state.epoch >= cfg.epochs or not writer,
         unit="step",
     )
     while state.epoch < cfg.epochs:
@@ -198,7 +213,7 @@ def train(
                 break
             if i < state.batch_in_epoch:  # resumed mid-epoch: skip what was already used
                 continue
-            result = model.loss(move_to(batch, device))
+            result = loss_of(move_to(shard_batch(batch, dp.rank, dp.world) if dp else batch, device))
             losses = result if isinstance(result, dict) else {"loss": result}
             loss = losses["loss"]
             if not torch.isfinite(loss):
@@ -218,9 +233,9 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4g}")
             if state.step % cfg.log_every == 0:
-                last = _log(log_path, state, running, running_n, opt, t_start, on_metrics)
+                last = log()
                 running, running_n = {}, 0
-            if state.step % cfg.checkpoint_every == 0:
+            if state.step % cfg.checkpoint_every == 0 and writer:
                 state.seconds = time.perf_counter() - t_start
                 save_checkpoint(ckpt, model, opt, schedule, ema, state, cfg)
         if state.step == steps_before and state.batch_in_epoch == 0:
@@ -233,14 +248,19 @@ def train(
         if schedule:
             schedule.step()
         if running_n:
-            last = _log(log_path, state, running, running_n, opt, t_start, on_metrics)
+            last = log()
             running, running_n = {}, 0
         state.seconds = time.perf_counter() - t_start
-        save_checkpoint(ckpt, model, opt, schedule, ema, state, cfg)
-        if cfg.keep_epoch_checkpoints:
-            with atomic_path(ckpt.with_name(f"epoch_{state.epoch:03d}.pt")) as tmp:
-                shutil.copyfile(ckpt, tmp)
+        if writer:
+            save_checkpoint(ckpt, model, opt, schedule, ema, state, cfg)
+            if cfg.keep_epoch_checkpoints:
+                with atomic_path(ckpt.with_name(f"epoch_{state.epoch:03d}.pt")) as tmp:
+                    shutil.copyfile(ckpt, tmp)
+        if context and context.on_epoch:
+            context.on_epoch(last, ckpt if writer else None)
     bar.close()
+    if dp and not writer:
+        raise WorkerFinished
     return last
 
 
@@ -285,15 +305,31 @@ def _drop_rows_after(path: Path, step: int) -> None:
 
 
 def _log(
-    path: Path, state: TrainState, running: dict, n: int, opt, t_start: float, on_metrics: MetricsCallback | None
+    path: Path | None,
+    state: TrainState,
+    running: dict,
+    n: int,
+    opt,
+    t_start: float,
+    on_metrics: MetricsCallback | None,
+    dp=None,
+    device: torch.device | None = None,
 ) -> dict:
+    """The row of the figures ``running`` summed over ``n`` steps, appended to the CSV at ``path``
+    (None: not this worker's to write) and given to ``on_metrics``; under data parallelism the
+    figures are means over the workers."""
+    means = {k: v / n for k, v in running.items()}
+    if dp:
+        means = mean_over_workers(means, device)
     row = {
         "epoch": state.epoch,
         "step": state.step,
         "lr": opt.param_groups[0]["lr"],
         "seconds": round(time.perf_counter() - t_start, 3),
     }
-    row.update({k: v / n for k, v in running.items()})
+    row.update(means)
+    if path is None:
+        return row
     new = not path.exists()
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(row))
