@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -301,3 +302,27 @@ def test_training_resumes_from_its_checkpoint_when_a_node_is_lost(cluster, data,
         steps = [int(float(r["step"])) for r in csv.DictReader(f)]
     assert steps == sorted(set(steps)) and steps[-1] == 36  # 12 epochs of 3 steps, no row twice
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=False)["state"]["step"] == 36
+
+
+def test_an_interrupted_sweep_resumes_its_trials_from_their_checkpoints(cluster, data, tmp_path):
+    out = tmp_path / "sweep"
+    args = ["tune", *SSNET2D, "tune=ssnet2d_lr", f"out={out}", f"data.root={data}", "trainer.epochs=8"]
+    args += ["tune.trials=2", "tune.scheduler.grace_period=8", f"ray.address={cluster.address}"]
+    job = Watched(args)
+    trained = lambda: [p for p in (out / "trials").glob("*/metrics.csv") if len(p.read_text().splitlines()) >= 3]
+    job.wait_for(lambda: (out / "trials").is_dir() and trained())
+    job.process.send_signal(signal.SIGINT)  # Ctrl-C
+    assert job.finish() != 0
+    rerun = Watched(args)
+    assert rerun.finish() == 0, rerun.text[-3000:]
+    assert "resuming the sweep" in rerun.text
+    assert re.search(r"resuming \S+ from checkpoints/last.pt: epoch [2-8]/8", rerun.text), rerun.text[-3000:]
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(r["status"] == "completed" and r["epochs"] == "8" for r in rows)
+    for r in rows:  # every step logged once across the interruption, every epoch reached
+        with (Path(r["run"]) / "metrics.csv").open() as f:
+            logged = [(int(float(x["epoch"])), int(x["step"])) for x in csv.DictReader(f)]
+        steps = [step for _, step in logged]
+        assert steps == sorted(set(steps)) and steps[-1] == 24  # 8 epochs of 3 steps
+        assert sorted({epoch for epoch, _ in logged}) == list(range(1, 9))

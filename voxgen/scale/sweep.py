@@ -130,6 +130,28 @@ def _trial(params: dict, recipe: str, overrides: list[str], root: str, threads: 
         run_training(cfg)
 
 
+def _trial_endings():
+    """A Tune callback whose ``unended`` holds the trials started in this ``fit`` that neither
+    completed (all epochs, or stopped by the scheduler) nor failed: Tune marks those terminated
+    too when Ctrl-C ends the sweep, so their status alone cannot tell an interrupted sweep."""
+    from ray.tune import Callback
+
+    class TrialEndings(Callback):
+        def __init__(self) -> None:
+            self.unended: set[str] = set()
+
+        def on_trial_start(self, iteration, trials, trial, **info) -> None:
+            self.unended.add(trial.trial_id)
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self.unended.discard(trial.trial_id)
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self.unended.discard(trial.trial_id)
+
+    return TrialEndings()
+
+
 def _claim(out: Path, record: dict) -> bool:
     """True when ``out`` holds this sweep interrupted (resume it); ConfigError when it holds anything else."""
     saved = out / "sweep.json"
@@ -171,9 +193,11 @@ def run_sweep(recipe: str, name: str, overrides: list[str]) -> dict:
     )
     with ray_session(address if address not in (None, "null") else "local"):
         check_resources(sweep.cpus_per_trial, 0, f"tune.cpus_per_trial={sweep.cpus_per_trial}")
+        endings = _trial_endings()
         if resuming and tune.Tuner.can_restore(out / "tune"):
             print(f"resuming the sweep in {out}")
             tuner = tune.Tuner.restore(str(out / "tune"), trainable, resume_unfinished=True, resume_errored=True)
+            tuner._local_tuner._run_config.callbacks = [endings]  # the restored run config has none
         else:
             tuner = tune.Tuner(
                 trainable,
@@ -184,13 +208,16 @@ def run_sweep(recipe: str, name: str, overrides: list[str]) -> dict:
                     num_samples=sweep.trials,
                     max_concurrent_trials=sweep.max_concurrent or None,
                     search_alg=BasicVariantGenerator(random_state=sweep.seed),
-                    scheduler=ASHAScheduler(time_attr="training_iteration", max_t=epochs, **sweep.scheduler),
+                    scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs, **sweep.scheduler),
                 ),
-                run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=1),
+                run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=1, callbacks=[endings]),
             )
         start = time.perf_counter()
         grid = tuner.fit()
         wall = time.perf_counter() - start
+        if endings.unended or len(grid) < sweep.trials or grid.num_terminated + grid.num_errors < len(grid):
+            print(f"the sweep in {out} stopped before its trials ended; rerun the same command to resume it")
+            raise KeyboardInterrupt
         rows = _result_rows(grid, out, sweep, epochs)
     return _write_outputs(out, recipe, name, recipe_overrides, sweep, rows, wall)
 
@@ -198,7 +225,8 @@ def run_sweep(recipe: str, name: str, overrides: list[str]) -> dict:
 def _result_rows(grid, out: Path, sweep: SweepSettings, epochs: int) -> list[dict]:
     rows = []
     for result in grid:
-        metrics, epochs_done = result.metrics or {}, int((result.metrics or {}).get("training_iteration", 0))
+        metrics = result.metrics or {}
+        epochs_done = int(metrics.get("epoch", 0))  # the run's own count: it may resume past Tune's
         status = "error" if result.error else ("completed" if epochs_done >= epochs else "stopped early")
         trial_id = metrics.get("trial_id") or Path(result.path).name
         rows.append(
@@ -245,7 +273,7 @@ def _write_outputs(
         history = r["history"]
         if history is not None and sweep.metric in history:
             label = ", ".join(f"{k.split('.')[-1]}={_short(r[k])}" for k in sweep.space)
-            ax.plot(history["training_iteration"], history[sweep.metric], "o-", label=f"{label} ({r['status']})")
+            ax.plot(history["epoch"], history[sweep.metric], "o-", label=f"{label} ({r['status']})")
     ax.set(xlabel="epoch", ylabel=sweep.metric, title=f"voxgen tune conf={recipe} tune={name}")
     ax.legend(fontsize=7)
     fig.tight_layout()
