@@ -2,12 +2,13 @@
 and quality against the number of sampling steps, each figure beside its real-vs-real floor.
 
     python tools/study_generators3d.py --flow runs/flowmatch3d --diffusion runs/diffusion3d \
-        --ssnet3d runs/flowmatch3d/ssnet3d --nfe 4 8 16 32 64 --n 100 --out docs/generators3d
+        --ssnet3d runs/flowmatch3d/ssnet3d --nfe 4 10 20 40 --n 100 --out docs/generators3d
 
 Without ``--diffusion`` it studies the flow alone (quality against steps).
 
-For each NFE budget: the flow by Euler (NFE steps) and midpoint (NFE / 2 steps), the VP-SDE by
-Euler-Maruyama (NFE steps) and its probability-flow ODE by Euler (NFE steps). Every candidate
+For each budget of network evaluations (NFE) per level (an event takes that times its levels): the
+flow by Euler (NFE steps) and midpoint (NFE / 2 steps), the VP-SDE by Euler-Maruyama (NFE steps)
+and its probability-flow ODE by Euler (NFE steps). Every candidate
 set is ``--n`` events generated with held-out conditions, scored by the event yardstick against
 ``--n`` held-out events; the floor is the same metric between two disjoint halves of the
 held-out events. Writes ``results.json``, ``report.md`` and ``quality_vs_nfe.png`` into ``--out``.
@@ -29,7 +30,17 @@ from voxgen.io.atomic import write_text_atomic
 from voxgen.runs import load_model
 from voxgen.sample import sample_events
 
-METRICS = ("ssnet3d_fid", "kl_n_voxels", "kl_total_energy", "kl_pca_length", "kl_dedx", "sinkhorn_set")
+METRICS = (
+    "ssnet3d_fid",
+    "kl_n_voxels",
+    "kl_total_energy",
+    "kl_pca_length",
+    "kl_dedx",
+    "kl_largest_share",
+    "kl_n_clusters_3plus",
+    "kl_track_gaps",
+    "sinkhorn_set",
+)
 SOLVERS = {  # label -> (run key, sampler settings for a budget of `nfe` evaluations)
     "flow euler": ("flow", lambda nfe: {"method": "euler", "steps": nfe}),
     "flow midpoint": ("flow", lambda nfe: {"method": "midpoint", "steps": max(nfe // 2, 1)}),
@@ -46,7 +57,7 @@ def main() -> None:
     parser.add_argument("--flow", type=Path, required=True)
     parser.add_argument("--diffusion", type=Path, default=None)
     parser.add_argument("--ssnet3d", type=Path, required=True)
-    parser.add_argument("--nfe", type=int, nargs="+", default=[4, 8, 16, 32, 64])
+    parser.add_argument("--nfe", type=int, nargs="+", default=[4, 10, 20, 40])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--guidance", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -103,8 +114,8 @@ def main() -> None:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    fig = Figure(figsize=(15, 8), layout="constrained")
-    axes = fig.subplots(2, 3).ravel()
+    fig = Figure(figsize=(15, 12), layout="constrained")
+    axes = fig.subplots(3, 3).ravel()
     for ax, metric in zip(axes, METRICS):
         for label in dict.fromkeys(r["solver"] for r in rows):
             mine = [r for r in rows if r["solver"] == label]
