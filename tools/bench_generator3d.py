@@ -32,7 +32,7 @@ import torch
 from omegaconf import OmegaConf
 
 from voxgen.config import compose_config
-from voxgen.events import centred_crop
+from voxgen.events import centred_crop, collate_sparse
 from voxgen.runs import model_spec
 from voxgen.sample import generate_events
 from voxgen.sim.config import SimConfig
@@ -66,9 +66,8 @@ def scale_point(grid: int, n_events: int, seed: int) -> dict:
     events = [centred_crop(simulate_event(SimConfig(mode="multi"), rng), grid) for _ in range(n_events)]
     pid, momentum = torch.full((n_events,), 2), torch.full((n_events,), 500.0)
     gen = torch.Generator().manual_seed(seed)
-    numbered = [np.pad(e.coords.astype(np.int64), ((0, 0), (1, 0)), constant_values=i) for i, e in enumerate(events)]
-    coords = torch.from_numpy(np.concatenate(numbered))
-    energy = torch.from_numpy(np.concatenate([e.energy for e in events]).astype(np.float32))
+    coords, feats = (torch.from_numpy(a) for a in collate_sparse(events))
+    energy = feats[:, 0]
     with torch.no_grad():
         warm = model.level_targets(coords[coords[:, 0] == 0], energy[coords[:, 0] == 0], 1, 0)
         model.solve_level(warm, pid[:1], momentum[:1], sampler, gen)  # first calls build kernels and caches

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 
 from voxgen.data.event_crops import event_conditions, event_crops
 from voxgen.evaluate.topology import component_labels
-from voxgen.events import PID_NAMES
+from voxgen.events import PID_NAMES, collate_sparse
 from voxgen.io.atomic import write_text_atomic
 from voxgen.models.cascade3d import SparseCascade3D
 from voxgen.runs import load_model
@@ -40,16 +40,10 @@ def sites_and_pieces(coords: np.ndarray) -> tuple[int, int]:
     return len(coords), len(np.unique(component_labels(coords))) if len(coords) else 0
 
 
-def batched(events: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """(coords (M, 4) int64 with the event index first, energies (M,) float32) of ``events``."""
-    numbered = [np.pad(e.coords.astype(np.int64), ((0, 0), (1, 0)), constant_values=i) for i, e in enumerate(events)]
-    energy = np.concatenate([e.energy for e in events]).astype(np.float32)
-    return torch.from_numpy(np.concatenate(numbered)), torch.from_numpy(energy)
-
-
 def teacher_forced(model: SparseCascade3D, events: list, pid, momentum, sampler, seed: int) -> dict[int, list]:
     """Per level: (sites, pieces) per event of the children generated from the real parents."""
-    coords, energy = batched(events)
+    coords, feats = (torch.from_numpy(a) for a in collate_sparse(events))
+    energy = feats[:, 0]
     gen = torch.Generator().manual_seed(seed)
     found = {}
     with torch.no_grad():

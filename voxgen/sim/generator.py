@@ -219,10 +219,12 @@ def simulate_dataset(
     pending: list[Event] = []
     finished = False
     try:
-        # futures in order, never cancelled here: Executor.map cancels them when interrupted, which
-        # races the pool's own failing of them once its workers are killed (Python < 3.12)
-        futures = [pool.submit(_simulate_chunk, task) for task in tasks] if pool else []
-        results = (f.result() for f in futures) if pool else map(_simulate_chunk, tasks)
+        if pool:  # futures in order, never cancelled here: Executor.map cancels them when interrupted,
+            # which races the pool's own failing of them once its workers are killed (Python < 3.12)
+            futures = [pool.submit(_simulate_chunk, task) for task in tasks]
+            results = (f.result() for f in futures)
+        else:
+            results = map(_simulate_chunk, tasks)
         for events in results:
             pending.extend(events)
             bar.update(len(events))
