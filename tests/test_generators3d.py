@@ -139,20 +139,29 @@ def test_sampling_with_the_true_children_rebuilds_the_event():
         assert np.allclose(e[order], event.energy[truth], rtol=1e-4)
 
 
-def test_training_groups_share_one_time_per_event_and_level():
+@pytest.mark.parametrize("balance", [False, True])
+def test_training_groups_share_one_time_per_event_and_level(balance):
     model = tiny_cascade()
+    model.balance_levels = balance
     events = [toy_event(np.random.default_rng(i)) for i in range(2)]
     model.set_scale(events)
     seen = {}
 
-    def record(network, x, generator=None, groups=None):
-        seen["groups"], seen["rows"] = groups, len(x)
+    def record(network, x, generator=None, groups=None, weights=None):
+        seen["groups"], seen["rows"], seen["weights"] = groups, len(x), weights
         return x.sum()
 
     model.process = SimpleNamespace(loss=record)
     coords, energy, labels, n = sparse_batch(events)
     model.loss((coords, energy, labels, n, torch.tensor([2, 1]), torch.tensor([300.0, 50.0])))
-    assert seen["rows"] == len(seen["groups"]) and int(seen["groups"].max()) + 1 == n * model.levels
+    groups = seen["groups"]
+    assert seen["rows"] == len(groups) and int(groups.max()) + 1 == n * model.levels
+    if not balance:
+        assert seen["weights"] is None  # every parent weighs the same
+        return
+    # every level weighs the same: its rows' weights sum to 1 (items of a level are n consecutive groups)
+    per_level = torch.zeros(model.levels).index_add_(0, groups // n, seen["weights"])
+    assert torch.allclose(per_level, torch.ones(model.levels))
 
 
 def two_species(n: int, seed: int = 0) -> tuple[list[Event], np.ndarray, np.ndarray]:
@@ -228,7 +237,10 @@ def test_the_network_is_the_same_on_both_backends():
     batch = model.level_targets(coords, energy[:, 0], n, 0)
     t, pid, momentum = torch.rand(len(batch.coords)), torch.tensor([2, 1]), torch.tensor([300.0, 80.0])
     t = t[batch.coords[:, 0]]  # one time per event
-    out, ref = model.network(batch.x, t, pid, momentum, batch), twin.network(batch.x, t, pid, momentum, batch)
+    out, ref = (
+        model.network(batch.x, t, None, pid, momentum, batch),
+        twin.network(batch.x, t, None, pid, momentum, batch),
+    )
     assert torch.allclose(out, ref, atol=1e-4)
 
 

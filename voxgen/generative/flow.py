@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from voxgen.errors import ConfigError
-from voxgen.generative.process import Network, SamplerSettings, batch_expand, group_times
+from voxgen.generative.process import Network, SamplerSettings, batch_expand, group_times, weighted_mean
 from voxgen.generative.solvers import ADAPTIVE, FIXED_GRID, SAMPLERS, odeint_counted
 
 
@@ -35,14 +35,15 @@ def flow_matching_loss(
     x1: torch.Tensor,
     generator: torch.Generator | None = None,
     groups: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """|| v_theta(X_t, t) - (X_1 - X_0) ||^2 per element, t ~ U(0, 1) per row of ``x1`` or, with
     ``groups`` (N,) int64, per group of rows (one sample spread over rows: a sparse event's sites);
-    batch mean (scalar)."""
+    the mean over rows, weighted by ``weights`` (N,) when given (scalar)."""
     t = group_times(x1, generator, groups)
     x0 = torch.randn(x1.shape, generator=generator, device="cpu").to(x1.device)
     xt, target = path.sample(x0, x1, t)
-    return ((network(xt, t) - target) ** 2).mean()
+    return weighted_mean(((network(xt, t) - target) ** 2).reshape(len(x1), -1).mean(dim=1), weights)
 
 
 @dataclass
@@ -93,8 +94,13 @@ class FlowMatching:
         x: torch.Tensor,
         generator: torch.Generator | None = None,
         groups: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return flow_matching_loss(self.path, network, x, generator, groups)
+        return flow_matching_loss(self.path, network, x, generator, groups, weights)
+
+    def data_estimate(self, out: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """X_1 estimated from the velocity ``out`` at X_t = ``x``: x + (1 - t) out."""
+        return x + batch_expand(1.0 - t, x) * out
 
     def sample(
         self,

@@ -9,7 +9,7 @@ training loss on data and into samples from noise. Two implement it:
   predicts the noise or v, sampling solves the reverse SDE or the probability-flow ODE.
 
 Each process has its own sampler settings (a ``SamplerSettings`` subclass beside its solver);
-models and pipelines only call ``loss``, ``sample`` and ``sampler_settings``.
+models and pipelines only call ``loss``, ``sample``, ``sampler_settings`` and ``data_estimate``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ def group_times(
     return t if groups is None else t[groups]
 
 
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of ``values`` (N,), weighted by ``weights`` (N,) when given (scalar)."""
+    if weights is None:
+        return values.mean()
+    return (values * weights).sum() / weights.sum().clamp_min(1e-12)
+
+
 @dataclass
 class SamplerSettings:
     """Settings every sampler shares: ``guidance`` the classifier-free guidance weight w
@@ -58,9 +65,15 @@ class GenerativeProcess(Protocol):
         x: torch.Tensor,
         generator: torch.Generator | None = None,
         groups: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Scalar training loss of ``network`` on data ``x`` (B, ...): time, noise and target drawn
-        here; the time per row, or per group of rows when ``groups`` (B,) int64 is given."""
+        here; the time per row, or per group of rows when ``groups`` (B,) int64 is given; rows
+        weighted by ``weights`` (B,) when given."""
+
+    def data_estimate(self, out: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's estimate of the data-side end of the process from its output ``out`` at
+        X_t = ``x``, times ``t`` (B,) (self-conditioning)."""
 
     def sample(
         self,

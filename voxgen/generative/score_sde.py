@@ -17,7 +17,14 @@ import torch
 
 from voxgen.errors import ConfigError
 from voxgen.generative.process import Network, batch_expand
-from voxgen.generative.sde import PREDICTIONS, VPSDE, ScoreFn, denoising_score_loss, noise_from_prediction
+from voxgen.generative.sde import (
+    PREDICTIONS,
+    VPSDE,
+    ScoreFn,
+    data_from_prediction,
+    denoising_score_loss,
+    noise_from_prediction,
+)
 from voxgen.generative.solvers import SamplerConfig, solve_reverse
 
 
@@ -38,8 +45,15 @@ class ScoreSDE:
         x: torch.Tensor,
         generator: torch.Generator | None = None,
         groups: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return denoising_score_loss(self.sde, network, x, self.prediction, generator=generator, groups=groups)
+        return denoising_score_loss(
+            self.sde, network, x, self.prediction, generator=generator, groups=groups, weights=weights
+        )
+
+    def data_estimate(self, out: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """X_0 estimated from the network output ``out`` at X_t = ``x``."""
+        return data_from_prediction(self.sde, self.prediction, out, x, t)
 
     def score(self, network: Network) -> ScoreFn:
         """score(x, t) = -z_hat / sigma_t of a network output."""

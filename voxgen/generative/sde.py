@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from voxgen.generative.process import batch_expand, group_times
+from voxgen.generative.process import batch_expand, group_times, weighted_mean
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -89,6 +89,17 @@ def noise_from_prediction(
     return batch_expand(sde.std(t), x_t) * x_t + batch_expand(sde.alpha(t), x_t) * out
 
 
+def data_from_prediction(
+    sde: VPSDE, prediction: str, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """The data estimate X_0_hat of X_t = alpha_t X_0 + sigma_t z from a network output: alpha_t X_t -
+    sigma_t v_hat for ``v`` (stable at every t), (X_t - sigma_t z_hat) / alpha_t for ``noise``."""
+    alpha, std = batch_expand(sde.alpha(t), x_t), batch_expand(sde.std(t), x_t)
+    if prediction == "noise":
+        return (x_t - std * out) / alpha.clamp_min(1e-3)
+    return alpha * x_t - std * out
+
+
 def denoising_score_loss(
     sde: VPSDE,
     network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -97,6 +108,7 @@ def denoising_score_loss(
     eps: float = 1e-5,
     generator: torch.Generator | None = None,
     groups: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Denoising score matching, t ~ U(eps, T); ``network(X_t, t)`` predicts ``prediction``.
 
@@ -104,7 +116,8 @@ def denoising_score_loss(
     score s = -z_hat / sigma_t: the score-matching loss of Imani et al. with Song et al.'s weighting
     that keeps every t on one scale. ``v``: || v_hat - v ||^2 = || z_hat - z ||^2 / alpha_t^2, which
     weights high t more (the global layout of an image is decided there). t is drawn per row of
-    ``x0``, or per group of rows with ``groups`` (N,) int64. Returns the batch mean (scalar).
+    ``x0``, or per group of rows with ``groups`` (N,) int64. Returns the mean over rows, weighted by
+    ``weights`` (N,) when given (scalar).
     """
     b = x0.shape[0]
     t = group_times(x0, generator, groups) * (sde.T - eps) + eps
@@ -114,4 +127,4 @@ def denoising_score_loss(
         target = z
     else:
         target = batch_expand(sde.alpha(t), x0) * z - batch_expand(sde.std(t), x0) * x0
-    return ((out - target) ** 2).reshape(b, -1).sum(dim=1).mean() / x0[0].numel()
+    return weighted_mean(((out - target) ** 2).reshape(b, -1).mean(dim=1), weights)

@@ -34,6 +34,7 @@ from voxgen.generative.conditioning import ConditionEmbedding, drop_condition
 from voxgen.generative.guidance import classifier_free, evaluations
 from voxgen.generative.process import GenerativeProcess, SamplerSettings
 from voxgen.generative.processes import build_process
+from voxgen.generative.self_condition import sampling_network, training_network
 from voxgen.nn.cond_unet import TimeEmbedding
 from voxgen.nn.sparse import get_backend
 from voxgen.nn.sparse.cond_unet import CondSparseUNet
@@ -44,6 +45,7 @@ OFFSETS = torch.tensor([[(s >> 2) & 1, (s >> 1) & 1, s & 1] for s in range(CHILD
 MIN_ENERGY = 1e-4  # MeV: the least energy a generated voxel carries
 MAX_LEVELS = 12
 CHILD_FEATURES = 6  # per candidate child: bit and log energy of X_t, parent's log energy, offset (3)
+ESTIMATE_FEATURES = 2  # per candidate child, when self-conditioned: the estimated bit and log energy
 
 
 def cascade_levels(grid: int, top: int = 2) -> int:
@@ -90,8 +92,13 @@ class SparseCascade3D(nn.Module):
         p_uncond: float = 0.1,
         energy_scale: float = 0.1,
         fine_events: int = 8,
+        self_condition: float = 0.0,
+        balance_levels: bool = False,
     ) -> None:
         super().__init__()
+        if not 0.0 <= self_condition < 1.0:
+            raise ConfigError(f"model.self_condition: {self_condition}; a share in [0, 1)")
+        self.self_condition, self.balance_levels = self_condition, balance_levels
         self.process, self.p_uncond, self.grid, self.energy_scale = process, p_uncond, grid, energy_scale
         if fine_events < 1:
             raise ConfigError(f"model.fine_events: {fine_events}; need at least 1 event")
@@ -101,7 +108,8 @@ class SparseCascade3D(nn.Module):
         self.backend_name, self.backend = backend, get_backend(backend)
         self.time, self.cond = TimeEmbedding(emb_dim), ConditionEmbedding(emb_dim)
         self.level_embedding = nn.Embedding(MAX_LEVELS, emb_dim)
-        self.net = CondSparseUNet(self.backend, CHILD_FEATURES, 2, emb_dim, tuple(widths), blocks)
+        features = CHILD_FEATURES + (ESTIMATE_FEATURES if self_condition > 0 else 0)
+        self.net = CondSparseUNet(self.backend, features, 2, emb_dim, tuple(widths), blocks)
         # per level l: mean and std of log1p(E / energy_scale) over occupied sites of stride 2^l
         self.register_buffer("energy_mean", torch.zeros(self.levels))
         self.register_buffer("energy_std", torch.ones(self.levels))
@@ -171,15 +179,22 @@ class SparseCascade3D(nn.Module):
 
     # ---------------------------------------------------------------- network
     def network(
-        self, x: torch.Tensor, t: torch.Tensor, pid: torch.Tensor, momentum: torch.Tensor, batch: LevelBatch
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        estimate: torch.Tensor | None,
+        pid: torch.Tensor,
+        momentum: torch.Tensor,
+        batch: LevelBatch,
     ) -> torch.Tensor:
         """The process's network output (P', 16) for X_t = ``x`` at times ``t`` (P',), one row per
-        parent of ``batch``; ``pid``/``momentum`` per item. ``x`` may hold k stacked copies of the
-        parents (P' = k P, classifier-free guidance), copy c then being items c * n_items + i.
+        parent of ``batch``; ``pid``/``momentum`` per item; ``estimate`` (P', 16) the data estimate
+        fed back when the model is self-conditioned (else None). ``x`` may hold k stacked copies of
+        the parents (P' = k P, classifier-free guidance), copy c then being items c * n_items + i.
 
         The U-Net runs over the candidate children (8 per parent, at the children's stride), each
-        fed its bit and log energy of X_t, its parent's energy and its offset in the parent, so
-        that continuity across parents is a local pattern of its first level."""
+        fed its bit and log energy of X_t (and of the estimate), its parent's energy and its offset
+        in the parent, so that continuity across parents is a local pattern of its first level."""
         n_items, copies = len(batch.event), x.shape[0] // max(len(batch.coords), 1)
         parents = batch.coords.repeat(copies, 1)
         parents[:, 0] += torch.arange(copies, device=x.device).repeat_interleave(len(batch.coords)) * n_items
@@ -190,14 +205,15 @@ class SparseCascade3D(nn.Module):
         t_item = torch.zeros(n_items * copies, device=x.device).index_copy_(0, parents[:, 0], t.float())
         level = batch.level.repeat(copies)
         emb = self.time(t_item) + self.cond(pid, momentum) + self.level_embedding(level)
-        feats = torch.cat(
-            [
-                x.reshape(-1, 2, CHILDREN).transpose(1, 2),  # (P', 8, 2): bit, log energy per child
-                batch.parent_energy.repeat(copies)[:, None, None].expand(-1, CHILDREN, 1),
-                (2.0 * offsets - 1.0).expand(len(parents), CHILDREN, 3),
-            ],
-            dim=2,
-        ).reshape(-1, CHILD_FEATURES)
+        per_child = [
+            x.reshape(-1, 2, CHILDREN).transpose(1, 2),  # (P', 8, 2): bit, log energy per child
+            batch.parent_energy.repeat(copies)[:, None, None].expand(-1, CHILDREN, 1),
+            (2.0 * offsets - 1.0).expand(len(parents), CHILDREN, 3),
+        ]
+        if self.self_condition > 0:
+            estimate = torch.zeros_like(x) if estimate is None else estimate
+            per_child.append(estimate.reshape(-1, 2, CHILDREN).transpose(1, 2))
+        feats = torch.cat(per_child, dim=2).reshape(len(parents) * CHILDREN, -1)
         side = self.grid
         tensor = self.backend.tensor(feats, children.int(), (side, side, side), n_items * copies)
         out = self.net(tensor, emb)  # (8 P', 2)
@@ -208,7 +224,9 @@ class SparseCascade3D(nn.Module):
         """The process's loss over every level of a sparse batch (coords (M, 4), energy (M, 1) MeV,
         labels, B, pid (B,), momentum (B,) MeV/c), each (event, level) at its own process time,
         level l over the first min(B, ``fine_events`` 2^l) events; ``p_uncond`` of the events'
-        conditions dropped."""
+        conditions dropped; with ``balance_levels`` every level weighs the same in the loss (its rows
+        1 / its row count), else every row does; with ``self_condition`` p, p of the items are fed
+        the network's own estimate (``voxgen.generative.self_condition``)."""
         coords, energy, _, n_events, pid, momentum = batch
         pid = drop_condition(pid, self.p_uncond if self.training else 0.0)
         parts, first = [], 0
@@ -227,8 +245,15 @@ class SparseCascade3D(nn.Module):
             torch.cat([p.level for p in parts]),
         )
         item_pid, item_momentum = pid[levels.event], momentum[levels.event]
-        net = lambda xt, t: self.network(xt, t, item_pid, item_momentum, levels)
-        return {"loss": self.process.loss(net, levels.x, groups=levels.coords[:, 0])}
+        groups = levels.coords[:, 0]
+        net = lambda xt, t, estimate=None: self.network(xt, t, estimate, item_pid, item_momentum, levels)
+        if self.self_condition > 0:
+            net = training_network(net, self.process, self.self_condition if self.training else 0.0, groups)
+        weights = None
+        if self.balance_levels:
+            row_level = levels.level[groups]
+            weights = 1.0 / torch.bincount(row_level, minlength=self.levels).clamp_min(1)[row_level].float()
+        return {"loss": self.process.loss(net, levels.x, groups=groups, weights=weights)}
 
     # ---------------------------------------------------------------- sampling
     @torch.no_grad()
@@ -282,7 +307,11 @@ class SparseCascade3D(nn.Module):
         """(x (P, 16) the children of the parents of ``batch``, network evaluations per event): one
         solve of the process from noise drawn on the CPU, guided by ``sampler.guidance``."""
         noise = torch.randn((len(batch.coords), 2 * CHILDREN), generator=generator, device="cpu")
-        net = classifier_free(partial(self.network, batch=batch), pid, momentum, sampler.guidance)
+        if self.self_condition > 0:
+            network = sampling_network(partial(self.network, batch=batch), self.process)
+        else:
+            network = lambda x, t, pid, momentum: self.network(x, t, None, pid, momentum, batch)
+        net = classifier_free(network, pid, momentum, sampler.guidance)
         x, calls = self.process.sample(net, noise.to(batch.coords.device), sampler, generator, progress)
         return x, evaluations(calls, sampler.guidance)
 
@@ -329,4 +358,6 @@ def build_cascade3d(m) -> SparseCascade3D:
         p_uncond=m.p_uncond,
         energy_scale=m.energy_scale,
         fine_events=m.fine_events,
+        self_condition=m.get("self_condition", 0.0),
+        balance_levels=m.get("balance_levels", False),
     )
