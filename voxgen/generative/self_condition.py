@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from voxgen.generative.process import GenerativeProcess, Network
+from voxgen.generative.process import GenerativeProcess, Network, group_times
 
 SelfConditionedNetwork = Callable[..., torch.Tensor]  # net(x (B, ...), t (B,), estimate (B, ...), *rest)
 
@@ -36,9 +36,7 @@ def training_network(
         if p > 0:
             with torch.no_grad():
                 first = process.data_estimate(network(x, t, estimate), x, t)
-            n = len(x) if groups is None else (int(groups.max()) + 1 if len(groups) else 0)
-            keep = (torch.rand(n, generator=generator, device="cpu") < p).to(x.device)
-            keep = keep if groups is None else keep[groups]
+            keep = group_times(x, generator, groups) < p  # one draw per row or per group
             estimate = first * keep.reshape(-1, *([1] * (x.dim() - 1)))
         return network(x, t, estimate)
 
