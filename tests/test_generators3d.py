@@ -89,9 +89,16 @@ def test_cascade_levels_reach_a_small_top_grid():
         cascade_levels(5)
 
 
-def tiny_cascade(process=None, backend: str = "spconv", seed: int = 0) -> SparseCascade3D:
+def tiny_cascade(process=None, backend: str = "spconv", seed: int = 0, **options) -> SparseCascade3D:
     torch.manual_seed(seed)
-    return SparseCascade3D(process or FlowMatching(), backend, grid=GRID, widths=(8, 16), emb_dim=16)
+    return SparseCascade3D(process or FlowMatching(), backend, grid=GRID, widths=(8, 16), emb_dim=16, **options)
+
+
+def test_cascade_options_out_of_range_fail_by_key():
+    with pytest.raises(ConfigError, match="model.self_condition"):
+        tiny_cascade(self_condition=1.0)
+    with pytest.raises(ConfigError, match="model.fine_events"):
+        tiny_cascade(fine_events=0)
 
 
 def test_level_targets_hold_each_parents_children():

@@ -1,0 +1,37 @@
+"""tools/compare_cascade_levels.py: mean and range over seeds of level studies, and a one-line
+error for a folder without one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+TOOL = Path(__file__).parents[1] / "tools" / "compare_cascade_levels.py"
+
+
+def study(folder: Path, pieces: float) -> str:
+    row = {"32": {"sites": 8.0, "pieces": 1.0}, "1": {"sites": 200.0, "pieces": pieces}}
+    sets = {"real": row, "teacher-forced": row, "free-running": row}
+    folder.mkdir()
+    (folder / "levels.json").write_text(json.dumps({"command": "x", "n": 20, "muon": sets}))
+    return str(folder)
+
+
+def test_variants_are_summarised_over_seeds(tmp_path):
+    runs = ",".join(study(tmp_path / f"s{i}", p) for i, p in enumerate((10.0, 20.0, 12.5)))
+    out = tmp_path / "options.md"
+    done = subprocess.run([sys.executable, TOOL, "--out", out, f"base={runs}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = [r for r in out.read_text().splitlines() if r.startswith("| muon | base | free-running")]
+    assert rows == ["| muon | base | free-running | 8.0 [8-8] / 1.0 [1-1] | 200.0 [200-200] / 14.2 [10-20] |"]
+
+
+def test_a_folder_without_a_study_fails_in_one_line(tmp_path):
+    out = tmp_path / "options.md"
+    done = subprocess.run(
+        [sys.executable, TOOL, "--out", out, f"base={tmp_path / 'missing'}"], capture_output=True, text=True
+    )
+    assert done.returncode != 0 and not out.exists()
+    assert done.stderr.strip().count("\n") == 0 and "missing/levels.json" in done.stderr
