@@ -35,3 +35,19 @@ def test_a_folder_without_a_study_fails_in_one_line(tmp_path):
     )
     assert done.returncode != 0 and not out.exists()
     assert done.stderr.strip().count("\n") == 0 and "missing/levels.json" in done.stderr
+
+
+def test_a_corrupt_or_mismatched_study_fails_in_one_line(tmp_path):
+    out = tmp_path / "options.md"
+    good = study(tmp_path / "good", 10.0)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "levels.json").write_text("{not json")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "levels.json").write_text(json.dumps({"n": 20, "muon": {"real": {}, "free-running": {}}}))
+    for folder, message in ((tmp_path / "bad", "not a level study"), (other, "differ in species or strides")):
+        done = subprocess.run(
+            [sys.executable, TOOL, "--out", out, f"base={good},{folder}"], capture_output=True, text=True
+        )
+        assert done.returncode != 0 and not out.exists()
+        assert done.stderr.strip().count("\n") == 0 and message in done.stderr

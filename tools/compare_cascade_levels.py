@@ -28,6 +28,17 @@ def spread(values: list[float]) -> str:
     return f"{np.mean(values):.1f} [{min(values):g}-{max(values):g}]"
 
 
+def load_study(path: Path) -> dict:
+    """The level study ``path`` (``levels.json``); exits with a one-line error if it is missing or
+    not JSON."""
+    if not path.is_file():
+        sys.exit(f"error: {path}: no level study (run tools/study_cascade_levels.py)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        sys.exit(f"error: {path}: not a level study ({err})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="+", help="NAME=DIR,DIR,... (level-study folders, one per seed)")
@@ -38,15 +49,14 @@ def main() -> None:
         name, _, dirs = item.partition("=")
         if not dirs:
             sys.exit(f"error: {item}: expected NAME=DIR,DIR,...")
-        studies[name] = []
-        for d in dirs.split(","):
-            path = Path(d) / "levels.json"
-            if not path.is_file():
-                sys.exit(f"error: {path}: no level study (run tools/study_cascade_levels.py)")
-            studies[name].append(json.loads(path.read_text()))
+        studies[name] = [load_study(Path(d) / "levels.json") for d in dirs.split(",")]
     first = next(iter(studies.values()))[0]
     species = [k for k in first if isinstance(first[k], dict) and "real" in first[k]]
-    strides = list(first[species[0]]["real"])
+    strides = list(first[species[0]]["real"]) if species else []
+    for name, runs in studies.items():
+        for run in runs:
+            if not species or any(list(run.get(sp, {}).get(kind, {})) != strides for sp in species for kind in KINDS):
+                sys.exit(f"error: {name}: its level studies differ in species or strides (or hold none)")
     lines = [
         "# Cascade variants over training seeds",
         "",
