@@ -21,7 +21,7 @@ from voxgen.events import Clusters, Event, Particle
 from voxgen.generative.flow import CondOTPath, FlowMatching, FlowSamplerConfig, flow_matching_loss, integrate_flow
 from voxgen.io.parquet import read_parquet
 from voxgen.io.sources import open_events
-from voxgen.models.cascade3d import SparseCascade3D, cascade_levels
+from voxgen.models.cascade3d import OFFSETS, SparseCascade3D, bridge_children, cascade_levels
 from voxgen.nn.sparse import get_backend, match_coordinates
 from voxgen.nn.sparse.base import copy_weights
 from voxgen.sim.config import SimConfig
@@ -99,6 +99,61 @@ def test_cascade_options_out_of_range_fail_by_key():
         tiny_cascade(self_condition=1.0)
     with pytest.raises(ConfigError, match="model.fine_events"):
         tiny_cascade(fine_events=0)
+    with pytest.raises(ConfigError, match="model.bridge"):
+        tiny_cascade(bridge="diagonals")
+
+
+def _children(parents: torch.Tensor, occupied: torch.Tensor) -> np.ndarray:
+    """(K, 3) voxel coordinates of the occupied children (P, 8) of ``parents`` (P, 4)."""
+    rows, slots = occupied.nonzero(as_tuple=True)
+    return (2 * parents[rows, 1:] + OFFSETS[slots]).numpy()
+
+
+def _pieces(coords: np.ndarray) -> int:
+    from voxgen.evaluate.topology import component_labels
+
+    return len(np.unique(component_labels(coords)))
+
+
+@pytest.mark.parametrize(
+    "reach, step, pieces",
+    [
+        ("none", (1, 0, 0), 2),
+        ("faces", (1, 0, 0), 1),
+        ("faces", (1, 1, 0), 2),
+        ("edges", (1, 1, 0), 1),
+        ("edges", (1, 1, 1), 2),
+        ("corners", (1, 1, 1), 1),
+    ],
+)
+def test_bridging_joins_the_children_of_adjacent_parents(reach, step, pieces):
+    # two parents one step apart, each with one child on the far side from the other
+    parents = torch.tensor([[0, 4, 4, 4], [0, 4 + step[0], 4 + step[1], 4 + step[2]]])
+    far = [int("".join("0" if d else "1" for d in step), 2), int("".join("1" if d else "0" for d in step), 2)]
+    occupied = torch.zeros(2, 8, dtype=torch.bool)
+    occupied[0, far[0]] = occupied[1, far[1]] = True
+    scores = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+    bridged = bridge_children(parents, occupied, scores, reach)
+    assert _pieces(_children(parents, bridged)) == pieces
+    assert (bridged | occupied).eq(bridged).all()  # children are added, never removed
+    assert bridged.sum() - occupied.sum() == (0 if pieces == 2 else 2)
+
+
+def test_bridging_keeps_a_connected_chain_of_parents_connected():
+    # a wandering chain of parents, each step a face, an edge or a corner, with random children
+    gen = torch.Generator().manual_seed(1)
+    steps = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 1], [1, 1, 1], [0, 0, 1], [1, -1, 0], [1, 1, -1]] * 3)
+    sites = torch.cat([torch.zeros(1, 3, dtype=torch.long), steps.cumsum(0)]) + 20
+    parents = torch.cat([torch.zeros(len(sites), 1, dtype=torch.long), sites], dim=1)
+    occupied = torch.rand(len(parents), 8, generator=gen) < 0.2
+    occupied[torch.arange(len(parents)), torch.randint(0, 8, (len(parents),), generator=gen)] = True
+    scores = torch.randn(len(parents), 8, generator=gen)
+    assert _pieces(_children(parents, occupied)) > 1
+    assert _pieces(_children(parents, bridge_children(parents, occupied, scores, "corners"))) == 1
+    # a second event with the same sites is bridged on its own: nothing joins across events
+    both = torch.cat([parents, parents + torch.tensor([1, 0, 0, 0])])
+    bridged = bridge_children(both, occupied.repeat(2, 1), scores.repeat(2, 1), "corners")
+    assert torch.equal(bridged[: len(parents)], bridged[len(parents) :])
 
 
 def test_level_targets_hold_each_parents_children():

@@ -1,6 +1,8 @@
 """Variants of the 3D cascade compared over training seeds, from the level studies of their runs
 (``tools/study_cascade_levels.py``): per species and stride, the mean and spread (min-max) over
-seeds of the median sites and 26-connected pieces per event, teacher-forced and free-running.
+seeds of the median sites and 26-connected pieces per event, for every generated set the studies
+share (teacher-forced, free-running, ...), and
+the mean over seeds of the median straightness where every study has it.
 
     python tools/compare_cascade_levels.py --out docs/generators3d/levels/options.md \\
         preset=runs/a/levels,runs/b/levels,runs/c/levels self_condition=runs/d/levels,...
@@ -19,8 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from voxgen.io.atomic import write_text_atomic
-
-KINDS = ("teacher-forced", "free-running")
 
 
 def spread(values: list[float]) -> str:
@@ -53,15 +53,20 @@ def main() -> None:
     first = next(iter(studies.values()))[0]
     species = [k for k in first if isinstance(first[k], dict) and "real" in first[k]]
     strides = list(first[species[0]]["real"]) if species else []
+    kinds = [k for k in (first[species[0]] if species else {}) if k != "real"]
+    kinds = [k for k in kinds if all(k in r.get(species[0], {}) for runs in studies.values() for r in runs)]
     for name, runs in studies.items():
         for run in runs:
-            if not species or any(list(run.get(sp, {}).get(kind, {})) != strides for sp in species for kind in KINDS):
+            if not kinds or any(list(run.get(sp, {}).get(kind, {})) != strides for sp in species for kind in kinds):
                 sys.exit(f"error: {name}: its level studies differ in species or strides (or hold none)")
+    straight = all(
+        "straightness" in v for runs in studies.values() for r in runs for v in r[species[0]]["real"].values()
+    )
     lines = [
         "# Cascade variants over training seeds",
         "",
-        f"Median sites / pieces per event at each stride ({first['n']} held-out events per species), "
-        "mean over seeds [min-max]. Level studies: "
+        f"Median sites / pieces{' / straightness' if straight else ''} per event at each stride "
+        f"({first['n']} held-out events per species), mean over seeds [min-max]. Level studies: "
         + "; ".join(f"{n}: {len(s)} seeds" for n, s in studies.items())
         + f". Reproduce: `python tools/compare_cascade_levels.py {' '.join(sys.argv[1:])}`.",
         "",
@@ -70,14 +75,19 @@ def main() -> None:
     ]
     for sp in species:
         real = first[sp]["real"]
-        cells = [f"{real[s]['sites']:.0f} / {real[s]['pieces']:.0f}" for s in strides]
+        cells = [
+            f"{real[s]['sites']:.0f} / {real[s]['pieces']:.0f}"
+            + (f" / {real[s]['straightness']:.2f}" if straight else "")
+            for s in strides
+        ]
         lines.append(f"| {sp} | real | | " + " | ".join(cells) + " |")
         for name, runs in studies.items():
-            for kind in KINDS:
+            for kind in kinds:
                 cells = [
                     spread([r[sp][kind][s]["sites"] for r in runs])
                     + " / "
                     + spread([r[sp][kind][s]["pieces"] for r in runs])
+                    + (f" / {np.mean([r[sp][kind][s]['straightness'] for r in runs]):.2f}" if straight else "")
                     for s in strides
                 ]
                 lines.append(f"| {sp} | {name} | {kind} | " + " | ".join(cells) + " |")

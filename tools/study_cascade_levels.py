@@ -8,9 +8,11 @@ For each species, ``--n`` held-out events and their requests. At each level l (c
 2^l): the median number of sites (occupied blocks of 2^l voxels) per event and the median number
 of 26-connected pieces they form. Real: the events' own blocks. Teacher-forced: level l generated
 from the real parents of stride 2^(l+1) (one level's own error). Free-running: the cascade's samples
-coarsened to stride 2^l (the errors of every level above, compounded). A level that breaks tracks
-shows teacher-forced pieces above real; a cascade that compounds shows free-running pieces
-growing level by level. Writes ``levels.md`` and ``levels.json`` into ``--out``.
+coarsened to stride 2^l (the errors of every level above, compounded). Free below the real top:
+the cascade run freely from the events' own sites of stride 2^(L-1) (every level's error but the
+top level's). Straightness: the share of the sites' spread along their principal axis (1 for a
+line). A level that breaks tracks shows teacher-forced pieces above real; a cascade that compounds
+shows free-running pieces growing level by level. Writes ``levels.md`` and ``levels.json`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -28,16 +30,20 @@ from voxgen.data.event_crops import event_conditions, event_crops
 from voxgen.evaluate.topology import component_labels
 from voxgen.events import PID_NAMES, collate_sparse
 from voxgen.io.atomic import write_text_atomic
-from voxgen.models.cascade3d import SparseCascade3D
+from voxgen.models.cascade3d import BRIDGES, LevelBatch, SparseCascade3D
 from voxgen.runs import load_model
 from voxgen.sample import sample_events
 
 SPECIES = ("muon", "proton", "electron")
 
 
-def sites_and_pieces(coords: np.ndarray) -> tuple[int, int]:
-    """(sites, 26-connected pieces) of integer coordinates (K, 3)."""
-    return len(coords), len(np.unique(component_labels(coords))) if len(coords) else 0
+def sites_and_pieces(coords: np.ndarray) -> tuple[int, int, float]:
+    """(sites, 26-connected pieces, straightness) of integer coordinates (K, 3); straightness is
+    the share of the sites' spread along their principal axis (1 for a line, 1/3 for a ball)."""
+    if len(coords) < 2:
+        return len(coords), len(coords), 1.0
+    spread = np.linalg.eigvalsh(np.cov(coords.T.astype(float)))
+    return len(coords), len(np.unique(component_labels(coords))), float(spread[-1] / max(spread.sum(), 1e-12))
 
 
 def teacher_forced(model: SparseCascade3D, events: list, pid, momentum, sampler, seed: int) -> dict[int, list]:
@@ -56,6 +62,24 @@ def teacher_forced(model: SparseCascade3D, events: list, pid, momentum, sampler,
     return found
 
 
+def free_below_top(model: SparseCascade3D, events: list, pid, momentum, sampler, seed: int) -> dict[int, list]:
+    """Per level: (sites, pieces, straightness) per event of the cascade run freely from the real
+    sites of stride 2^(L-1) (the top level's children, taken from the events)."""
+    coords, feats = (torch.from_numpy(a) for a in collate_sparse(events))
+    n, gen = len(events), torch.Generator().manual_seed(seed)
+    level = model.levels - 2
+    batch = model.level_targets(coords, feats[:, 0], n, level)
+    found = {level + 1: coarsened(events, model.levels)[level + 1]}
+    with torch.no_grad():
+        for level in reversed(range(model.levels - 1)):
+            x, _ = model.solve_level(batch, torch.from_numpy(pid), torch.from_numpy(momentum), sampler, gen)
+            children, energy = model.expand(batch.coords, x, n, top=False)
+            found[level] = [sites_and_pieces(children.numpy()[children[:, 0].numpy() == i, 1:]) for i in range(n)]
+            events_of = torch.arange(n)
+            batch = LevelBatch(children, children.new_zeros(0), energy, events_of, torch.full((n,), level - 1))
+    return found
+
+
 def coarsened(events: list, levels: int) -> dict[int, list]:
     """Per level: (sites, pieces) per event of the events' own blocks of 2^level voxels."""
     return {
@@ -69,10 +93,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=30, help="held-out events per species")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/generators3d/levels"))
+    parser.add_argument("--bridge", choices=BRIDGES, help="sample with this model.bridge instead of the run's")
     args = parser.parse_args()
 
     cfg = OmegaConf.load(args.run / "config.yaml")
     model, _ = load_model(args.run, cfg.model.name, "cpu")
+    if args.bridge is not None:
+        model.bridge = args.bridge
     sampler = model.process.sampler_settings(OmegaConf.to_container(cfg.sampler))
     reference = event_crops(cfg.data, "test", model.grid, progress=False)
     pid, momentum = event_conditions(reference)
@@ -86,12 +113,14 @@ def main() -> None:
             "real": coarsened(events, model.levels),
             "teacher-forced": teacher_forced(model, events, pid[chosen], momentum[chosen], sampler, args.seed),
             "free-running": coarsened(generated, model.levels),
+            "free below the real top": free_below_top(model, events, pid[chosen], momentum[chosen], sampler, args.seed),
         }
         results[name] = {
             kind: {
                 str(2**level): {
-                    "sites": float(np.median([s for s, _ in rows])),
-                    "pieces": float(np.median([p for _, p in rows])),
+                    "sites": float(np.median([s for s, _, _ in rows])),
+                    "pieces": float(np.median([p for _, p, _ in rows])),
+                    "straightness": float(np.median([q for _, _, q in rows])),
                 }
                 for level, rows in sorted(per_level.items(), reverse=True)
             }
@@ -110,8 +139,8 @@ def markdown(results: dict, command: str, n: int, cfg) -> str:
     lines = [
         "# The cascade level by level",
         "",
-        f"Median sites / 26-connected pieces per event at each stride (voxels a block side), {n} held-out "
-        f"events per species and their requests; sampler {OmegaConf.to_container(cfg.sampler)}. "
+        "Median sites / 26-connected pieces / straightness per event at each stride (voxels a block side), "
+        f"{n} held-out events per species and their requests; sampler {OmegaConf.to_container(cfg.sampler)}. "
         f"Reproduce: `{command}`.",
         "",
         "| species | set | " + " | ".join(f"stride {s}" for s in strides) + " |",
@@ -119,7 +148,7 @@ def markdown(results: dict, command: str, n: int, cfg) -> str:
     ]
     for name, sets in results.items():
         for kind, per_stride in sets.items():
-            cells = [f"{v['sites']:.0f} / {v['pieces']:.0f}" for v in per_stride.values()]
+            cells = [f"{v['sites']:.0f} / {v['pieces']:.0f} / {v['straightness']:.2f}" for v in per_stride.values()]
             lines.append(f"| {name} | {kind} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
