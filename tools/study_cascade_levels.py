@@ -30,7 +30,7 @@ from voxgen.data.event_crops import event_conditions, event_crops
 from voxgen.evaluate.topology import component_labels
 from voxgen.events import PID_NAMES, collate_sparse
 from voxgen.io.atomic import write_text_atomic
-from voxgen.models.cascade3d import BRIDGES, LevelBatch, SparseCascade3D
+from voxgen.models.cascade3d import BRIDGES, SparseCascade3D
 from voxgen.runs import load_model
 from voxgen.sample import sample_events
 
@@ -63,25 +63,29 @@ def teacher_forced(model: SparseCascade3D, events: list, pid, momentum, sampler,
 
 
 def free_below_top(model: SparseCascade3D, events: list, pid, momentum, sampler, seed: int) -> dict[int, list]:
-    """Per level: (sites, pieces, straightness) per event of the cascade run freely from the real
-    sites of stride 2^(L-1) (the top level's children, taken from the events)."""
+    """Per level below the top: (sites, pieces, straightness) per event of the cascade run freely
+    from the real sites of stride 2^(L-1) (the top level's children, taken from the events)."""
     coords, feats = (torch.from_numpy(a) for a in collate_sparse(events))
-    n, gen = len(events), torch.Generator().manual_seed(seed)
-    level = model.levels - 2
-    batch = model.level_targets(coords, feats[:, 0], n, level)
-    found = {level + 1: coarsened(events, model.levels)[level + 1]}
+    top = model.level_targets(coords, feats[:, 0], len(events), model.levels - 2)
+    gen = torch.Generator().manual_seed(seed)
+    found = {}
     with torch.no_grad():
-        for level in reversed(range(model.levels - 1)):
-            x, _ = model.solve_level(batch, torch.from_numpy(pid), torch.from_numpy(momentum), sampler, gen)
-            children, energy = model.expand(batch.coords, x, n, top=False)
-            found[level] = [sites_and_pieces(children.numpy()[children[:, 0].numpy() == i, 1:]) for i in range(n)]
-            events_of = torch.arange(n)
-            batch = LevelBatch(children, children.new_zeros(0), energy, events_of, torch.full((n,), level - 1))
+        for level, children, _, _ in model.descend(
+            top.coords,
+            top.parent_energy,
+            model.levels - 2,
+            torch.from_numpy(pid),
+            torch.from_numpy(momentum),
+            sampler,
+            gen,
+        ):
+            children = children.numpy()
+            found[level] = [sites_and_pieces(children[children[:, 0] == i, 1:]) for i in range(len(events))]
     return found
 
 
 def coarsened(events: list, levels: int) -> dict[int, list]:
-    """Per level: (sites, pieces) per event of the events' own blocks of 2^level voxels."""
+    """Per level: (sites, pieces, straightness) per event of the events' own blocks of 2^level voxels."""
     return {
         level: [sites_and_pieces(np.unique(e.coords // 2**level, axis=0)) for e in events] for level in range(levels)
     }
@@ -109,11 +113,13 @@ def main() -> None:
         chosen = np.flatnonzero(pid == code)[: args.n]
         events = [reference[i] for i in chosen]
         generated = sample_events(model, pid[chosen], momentum[chosen], sampler, args.seed, progress=False).events
+        real = coarsened(events, model.levels)
+        below = free_below_top(model, events, pid[chosen], momentum[chosen], sampler, args.seed)
         sets = {
-            "real": coarsened(events, model.levels),
+            "real": real,
             "teacher-forced": teacher_forced(model, events, pid[chosen], momentum[chosen], sampler, args.seed),
             "free-running": coarsened(generated, model.levels),
-            "free below the real top": free_below_top(model, events, pid[chosen], momentum[chosen], sampler, args.seed),
+            "free below the real top": {model.levels - 1: real[model.levels - 1], **below},
         }
         results[name] = {
             kind: {

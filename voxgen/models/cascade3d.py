@@ -21,6 +21,7 @@ diffusion over the children's bits and energies themselves.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -74,8 +75,7 @@ def _rows_of(coords: torch.Tensor, keys: torch.Tensor, order: torch.Tensor) -> t
 def _facing(direction: torch.Tensor) -> torch.Tensor:
     """(8,) bool: the child slots of a parent that lie against its neighbour at ``direction`` (3,)
     in {-1, 0, 1}^3: a child there touches any child of that neighbour lying against it."""
-    offsets = OFFSETS.to(direction.device)
-    d = direction
+    offsets, d = OFFSETS.to(direction.device), direction
     return ((d == 0) | ((d == 1) & (offsets == 1)) | ((d == -1) & (offsets == 0))).all(dim=1)
 
 
@@ -337,10 +337,36 @@ class SparseCascade3D(nn.Module):
         device = self.energy_mean.device
         pid, momentum = pid.to(device).long(), momentum.to(device).float()
         n = len(pid)
-        parents = self.top_parents(n, device)
-        parent_energy = torch.zeros(len(parents), device=device)
+        top = self.top_parents(n, device)
         nfe = 0
-        for level in reversed(range(self.levels)):
+        for _, children, energies, calls in self.descend(
+            top, torch.zeros(len(top), device=device), self.levels - 1, pid, momentum, sampler, generator, progress
+        ):
+            voxels, logs, nfe = children, energies, nfe + calls
+        energy = self._energy(logs, 0).cpu().numpy().astype(np.float32)
+        coords = voxels.cpu().numpy()
+        return (
+            [coords[coords[:, 0] == i, 1:].astype(np.int32) for i in range(n)],
+            [energy[coords[:, 0] == i] for i in range(n)],
+            nfe,
+        )
+
+    def descend(
+        self,
+        parents: torch.Tensor,
+        parent_energy: torch.Tensor,
+        first: int,
+        pid: torch.Tensor,
+        momentum: torch.Tensor,
+        sampler: SamplerSettings,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, int]]:
+        """Run the cascade from level ``first`` down, from ``parents`` (P, 4) (item = event, at stride
+        2^(first + 1)) and their normalised log energies (P,) (zeros at the top); yields per level
+        (level, children (K, 4), their normalised log energies (K,), network evaluations per event)."""
+        n, device = len(pid), parents.device
+        for level in reversed(range(first + 1)):
             batch = LevelBatch(
                 parents,
                 parents.new_zeros(0),
@@ -349,15 +375,8 @@ class SparseCascade3D(nn.Module):
                 torch.full((n,), level, device=device),
             )
             x, calls = self.solve_level(batch, pid, momentum, sampler, generator, progress)
-            nfe += calls
             parents, parent_energy = self.expand(parents, x, n, top=level == self.levels - 1)
-        energy = self._energy(parent_energy, 0).cpu().numpy().astype(np.float32)
-        coords = parents.cpu().numpy()
-        return (
-            [coords[coords[:, 0] == i, 1:].astype(np.int32) for i in range(n)],
-            [energy[coords[:, 0] == i] for i in range(n)],
-            nfe,
-        )
+            yield level, parents, parent_energy, calls
 
     def solve_level(
         self,
